@@ -80,8 +80,8 @@ var maxDecimal38 = new(big.Int).Sub(new(big.Int).Exp(big.NewInt(10), big.NewInt(
 
 // generator produces the deterministic values of one object.
 type generator struct {
-	rng   *rand.Rand
-	bldr  *array.RecordBuilder
+	rng    *rand.Rand
+	bldr   *array.RecordBuilder
 	nextID int64
 }
 
