@@ -150,6 +150,9 @@ func (e *Error) RaisedIn() string { return e.raisedIn }
 
 // RaisedBy is the Go type of the cause, or "sdk.Error" when there is none.
 func (e *Error) RaisedBy() string {
+	if p, ok := e.Err.(panicError); ok {
+		return "panic(" + typeName(p.value) + ")"
+	}
 	if e.Err != nil {
 		return typeName(e.Err)
 	}

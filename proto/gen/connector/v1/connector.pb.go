@@ -184,9 +184,13 @@ func (OauthRequestBody) EnumDescriptor() ([]byte, []int) {
 }
 
 type DescribeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// go-plugin broker id on which the host serves HostCallback for this
+	// plugin process, 0 when it offers none. The plugin must dial it within a
+	// few seconds (go-plugin's broker forgets unclaimed ids).
+	CallbackBrokerId uint32 `protobuf:"varint,1,opt,name=callback_broker_id,json=callbackBrokerId,proto3" json:"callback_broker_id,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *DescribeRequest) Reset() {
@@ -217,6 +221,13 @@ func (x *DescribeRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use DescribeRequest.ProtoReflect.Descriptor instead.
 func (*DescribeRequest) Descriptor() ([]byte, []int) {
 	return file_connector_v1_connector_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *DescribeRequest) GetCallbackBrokerId() uint32 {
+	if x != nil {
+		return x.CallbackBrokerId
+	}
+	return 0
 }
 
 type DescribeResponse struct {
@@ -774,11 +785,9 @@ type InvokeRequest struct {
 	Page           *Page  `protobuf:"bytes,5,opt,name=page,proto3" json:"page,omitempty"`
 	IncludeRawData bool   `protobuf:"varint,6,opt,name=include_raw_data,json=includeRawData,proto3" json:"include_raw_data,omitempty"`
 	// Identifier the host gave this call, for log correlation.
-	RequestId string `protobuf:"bytes,7,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	// go-plugin broker id of the HostCallback service, 0 when not offered.
-	CallbackBrokerId uint32 `protobuf:"varint,8,opt,name=callback_broker_id,json=callbackBrokerId,proto3" json:"callback_broker_id,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	RequestId     string `protobuf:"bytes,7,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InvokeRequest) Reset() {
@@ -858,13 +867,6 @@ func (x *InvokeRequest) GetRequestId() string {
 		return x.RequestId
 	}
 	return ""
-}
-
-func (x *InvokeRequest) GetCallbackBrokerId() uint32 {
-	if x != nil {
-		return x.CallbackBrokerId
-	}
-	return 0
 }
 
 type InvokeResponse struct {
@@ -1604,8 +1606,9 @@ var File_connector_v1_connector_proto protoreflect.FileDescriptor
 
 const file_connector_v1_connector_proto_rawDesc = "" +
 	"\n" +
-	"\x1cconnector/v1/connector.proto\x12\fconnector.v1\"\x11\n" +
-	"\x0fDescribeRequest\"\xbc\x03\n" +
+	"\x1cconnector/v1/connector.proto\x12\fconnector.v1\"?\n" +
+	"\x0fDescribeRequest\x12,\n" +
+	"\x12callback_broker_id\x18\x01 \x01(\rR\x10callbackBrokerId\"\xbc\x03\n" +
 	"\x10DescribeResponse\x12\x15\n" +
 	"\x06app_id\x18\x01 \x01(\tR\x05appId\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12?\n" +
@@ -1655,7 +1658,7 @@ const file_connector_v1_connector_proto_rawDesc = "" +
 	"\vdescription\x18\x03 \x01(\tR\vdescription\"0\n" +
 	"\x04Page\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x12\n" +
-	"\x04size\x18\x02 \x01(\x05R\x04size\"\x98\x02\n" +
+	"\x04size\x18\x02 \x01(\x05R\x04size\"\xea\x01\n" +
 	"\rInvokeRequest\x12\x1e\n" +
 	"\n" +
 	"capability\x18\x01 \x01(\tR\n" +
@@ -1666,8 +1669,7 @@ const file_connector_v1_connector_proto_rawDesc = "" +
 	"\x04page\x18\x05 \x01(\v2\x12.connector.v1.PageR\x04page\x12(\n" +
 	"\x10include_raw_data\x18\x06 \x01(\bR\x0eincludeRawData\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\a \x01(\tR\trequestId\x12,\n" +
-	"\x12callback_broker_id\x18\b \x01(\rR\x10callbackBrokerId\"z\n" +
+	"request_id\x18\a \x01(\tR\trequestId\"z\n" +
 	"\x0eInvokeResponse\x121\n" +
 	"\asuccess\x18\x01 \x01(\v2\x15.connector.v1.SuccessH\x00R\asuccess\x12+\n" +
 	"\x05error\x18\x02 \x01(\v2\x13.connector.v1.ErrorH\x00R\x05errorB\b\n" +

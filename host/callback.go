@@ -1,0 +1,97 @@
+package host
+
+import (
+	"context"
+	"strings"
+
+	"github.com/connector-host/connector-host/host/router"
+	"github.com/connector-host/connector-host/internal/envelope"
+	"github.com/connector-host/connector-host/internal/wire"
+	"github.com/connector-host/connector-host/sdk"
+)
+
+// callback is the HostCallback service the host offers one plugin: it runs
+// capabilities of other connectors through the router, but only those the
+// configuration allows that plugin (connectors.<app_id>.callbacks).
+type callback struct {
+	router *router.Router
+	caller string
+	allow  []string
+}
+
+func newCallback(r *router.Router, caller string, allow []string) wire.Callback {
+	return &callback{router: r, caller: caller, allow: allow}
+}
+
+// allowed reports whether the caller may reach appID's capability ("" for
+// any capability of appID).
+func (c *callback) allowed(appID, capability string) bool {
+	for _, a := range c.allow {
+		switch {
+		case a == "*":
+			return true
+		case a == appID:
+			return true
+		case capability != "" && a == appID+"/"+capability:
+			return true
+		}
+	}
+	return false
+}
+
+func (c *callback) allowedApp(appID string) bool {
+	for _, a := range c.allow {
+		if a == "*" || a == appID || strings.HasPrefix(a, appID+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *callback) ListConnectors(ctx context.Context) ([]wire.ConnectorSummary, error) {
+	var out []wire.ConnectorSummary
+	for _, id := range c.router.AppIDs() {
+		if !c.allowedApp(id) {
+			continue
+		}
+		sup, _ := c.router.Supervisor(id)
+		d := sup.Description()
+		if d == nil {
+			continue
+		}
+		s := wire.ConnectorSummary{AppID: id, Version: d.Version}
+		for _, capa := range c.router.Capabilities(d) {
+			if c.allowed(id, capa.Name) {
+				s.Capabilities = append(s.Capabilities, capa.Name)
+			}
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func (c *callback) Invoke(ctx context.Context, appID, capability string, body []byte) (*wire.Result, error) {
+	if !c.allowed(appID, capability) {
+		return &wire.Result{Err: &wire.Error{
+			Code: string(sdk.PermissionDenied), RaisedBy: "host", RaisedIn: "host.callback",
+			Message: "plugin " + c.caller + " is not allowed to call " + appID + "/" + capability + " (connectors." + c.caller + ".callbacks)",
+		}}, nil
+	}
+	env, err := envelope.Parse(body)
+	if err != nil {
+		return &wire.Result{Err: &wire.Error{Code: string(sdk.BadRequest), Message: err.Error(), RaisedBy: "host", RaisedIn: "host.callback"}}, nil
+	}
+	req := &router.Request{AppID: appID, Capability: capability, Envelope: env, RequestID: "cb-" + c.caller}
+	if c.router.IsStreaming(ctx, appID, capability) {
+		return &wire.Result{Err: &wire.Error{Code: string(sdk.UnsupportedOperation), Message: capability + " is streaming; callbacks run unary capabilities", RaisedBy: "host", RaisedIn: "host.callback"}}, nil
+	}
+	res, f := c.router.Invoke(ctx, req)
+	if f != nil {
+		e := *f.Err
+		if f.AppID == router.HostAppID && e.Code == string(sdk.NotFound) {
+			e.Message = "no connector " + appID
+		}
+		return &wire.Result{Err: &e}, nil
+	}
+	return res, nil
+}

@@ -1,0 +1,61 @@
+package wire
+
+import (
+	"context"
+
+	pb "github.com/connector-host/connector-host/proto/gen/connector/v1"
+)
+
+// callbackServer serves the host's Callback to one plugin process.
+type callbackServer struct {
+	pb.UnimplementedHostCallbackServer
+	impl Callback
+}
+
+func (s *callbackServer) ListConnectors(ctx context.Context, _ *pb.ListConnectorsRequest) (*pb.ListConnectorsResponse, error) {
+	list, err := s.impl.ListConnectors(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return summariesToProto(list), nil
+}
+
+func (s *callbackServer) Invoke(ctx context.Context, req *pb.CallbackInvokeRequest) (*pb.InvokeResponse, error) {
+	res, err := s.impl.Invoke(ctx, req.GetAppId(), req.GetCapability(), req.GetEnvelope())
+	if err != nil {
+		return nil, err
+	}
+	return resultToProto(res), nil
+}
+
+// callbackClient is the plugin's view of the host's Callback.
+type callbackClient struct {
+	raw pb.HostCallbackClient
+}
+
+func (c *callbackClient) ListConnectors(ctx context.Context) ([]ConnectorSummary, error) {
+	resp, err := c.raw.ListConnectors(ctx, &pb.ListConnectorsRequest{})
+	if err != nil {
+		return nil, err
+	}
+	return summariesFromProto(resp), nil
+}
+
+func (c *callbackClient) Invoke(ctx context.Context, appID, capability string, envelope []byte) (*Result, error) {
+	resp, err := c.raw.Invoke(ctx, &pb.CallbackInvokeRequest{AppId: appID, Capability: capability, Envelope: envelope})
+	if err != nil {
+		return nil, err
+	}
+	return resultFromProto(resp), nil
+}
+
+// unavailableCallback reports why the host's Callback could not be reached.
+type unavailableCallback struct{ err error }
+
+func (u unavailableCallback) ListConnectors(context.Context) ([]ConnectorSummary, error) {
+	return nil, u.err
+}
+
+func (u unavailableCallback) Invoke(context.Context, string, string, []byte) (*Result, error) {
+	return nil, u.err
+}

@@ -1,0 +1,189 @@
+package wire
+
+import (
+	"context"
+	"encoding/json"
+)
+
+// Connector is the plugin contract: what every plugin serves and what the
+// host calls.
+type Connector interface {
+	// Describe returns the plugin's static description.
+	Describe(ctx context.Context) (*Description, error)
+	// Invoke runs one unary capability. A failure the plugin reports
+	// in-band is in Result.Err; a returned error is a transport failure.
+	Invoke(ctx context.Context, call *Call) (*Result, error)
+	// InvokeStream runs one streaming capability, handing each chunk to
+	// emit in order. The last chunk has End set.
+	InvokeStream(ctx context.Context, call *Call, emit func(*Chunk) error) error
+	// HandleInbound serves one HTTP request sent to a declared inbound route.
+	HandleInbound(ctx context.Context, req *InboundRequest) (*InboundResponse, error)
+}
+
+// Callback is what the host offers plugins over the go-plugin broker.
+type Callback interface {
+	// ListConnectors lists the connectors the calling plugin may reach.
+	ListConnectors(ctx context.Context) ([]ConnectorSummary, error)
+	// Invoke runs a unary capability of a connector through the host's
+	// router. envelope is a JSON request envelope.
+	Invoke(ctx context.Context, appID, capability string, envelope []byte) (*Result, error)
+}
+
+// Description is a plugin's answer to Describe.
+type Description struct {
+	AppID          string
+	Version        string
+	SDKVersion     string
+	Info           DescriptionData
+	Capabilities   []Capability
+	AuthModels     []AuthModel
+	SettingsSchema json.RawMessage
+	OAuth          *OAuthSettings
+	InboundRoutes  []InboundRoute
+}
+
+// Capability returns the named capability, if the plugin has it.
+func (d *Description) Capability(name string) (Capability, bool) {
+	for _, c := range d.Capabilities {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return Capability{}, false
+}
+
+// DescriptionData is the human-facing description of a connector.
+type DescriptionData struct {
+	UserFriendlyName string   `json:"user_friendly_name"`
+	Description      string   `json:"description"`
+	Categories       []string `json:"categories"`
+	LogoURL          string   `json:"logo_url"`
+}
+
+// Capability describes one capability and its JSON Schemas.
+type Capability struct {
+	Name           string
+	Description    string
+	Streaming      bool
+	RequestSchema  json.RawMessage
+	ResponseSchema json.RawMessage
+}
+
+// AuthModel is one accepted kind of credential and its JSON Schema.
+type AuthModel struct {
+	Kind   string
+	Schema json.RawMessage
+}
+
+// OAuth flow types.
+const (
+	FlowCode              = "CODE_FLOW"
+	FlowClientCredentials = "CLIENT_CREDENTIALS"
+)
+
+// OAuth client authentication methods.
+const (
+	ClientSecretPost  = "CLIENT_SECRET_POST"
+	ClientSecretBasic = "CLIENT_SECRET_BASIC"
+)
+
+// OAuth token request body encodings.
+const (
+	BodyForm  = "FORMDATA"
+	BodyJSON  = "JSON"
+	BodyQuery = "QUERY"
+)
+
+// OAuthSettings is a plugin's OAuth declaration; the host runs the flows.
+type OAuthSettings struct {
+	AuthorizationURL     string            `json:"authorization_url"`
+	TokenURL             string            `json:"token_url"`
+	Scopes               map[string]string `json:"scopes,omitempty"`
+	Flow                 string            `json:"flow_type"`
+	ClientAuth           string            `json:"client_auth"`
+	TokenRequestMethod   string            `json:"token_request_method"`
+	TokenRequestBody     string            `json:"token_request_body"`
+	PKCE                 bool              `json:"pkce"`
+	DisabledCapabilities []string          `json:"disabled_capabilities,omitempty"`
+}
+
+// InboundRoute is an HTTP route a plugin serves for upstream callers.
+type InboundRoute struct {
+	Method      string `json:"method,omitempty"`
+	Path        string `json:"path"`
+	Description string `json:"description,omitempty"`
+}
+
+// Page is a pagination cursor.
+type Page struct {
+	Token string `json:"token"`
+	Size  int    `json:"size,omitempty"`
+}
+
+// Call is one capability invocation.
+type Call struct {
+	Capability     string
+	Request        json.RawMessage
+	Settings       json.RawMessage
+	Auth           json.RawMessage
+	Page           *Page
+	IncludeRawData bool
+	RequestID      string
+}
+
+// Result is the outcome of a unary call: Err, or a response.
+type Result struct {
+	Response json.RawMessage
+	RawData  json.RawMessage
+	Page     *Page
+	Err      *Error
+}
+
+// Chunk is a piece of a stream. Items come first; a final chunk has Done,
+// FinalPage or Err set.
+type Chunk struct {
+	Items     []json.RawMessage
+	FinalPage *Page
+	Err       *Error
+	Done      bool
+}
+
+// End reports whether c is the final chunk of its stream.
+func (c *Chunk) End() bool { return c.Done || c.FinalPage != nil || c.Err != nil }
+
+// Error is a failure reported in-band by a plugin (or produced by the host).
+type Error struct {
+	Code         string
+	AppErrorCode string
+	Message      string
+	RaisedBy     string
+	RaisedIn     string
+	Retryable    bool
+}
+
+// Error implements error.
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// InboundRequest is an HTTP request forwarded to a plugin.
+type InboundRequest struct {
+	Method   string
+	Path     string
+	RawQuery string
+	Header   map[string][]string
+	Body     []byte
+	Settings json.RawMessage
+}
+
+// InboundResponse is a plugin's answer to an InboundRequest.
+type InboundResponse struct {
+	Status int
+	Header map[string][]string
+	Body   []byte
+}
+
+// ConnectorSummary names a connector and its capabilities.
+type ConnectorSummary struct {
+	AppID        string
+	Version      string
+	Capabilities []string
+}

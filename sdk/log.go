@@ -1,0 +1,37 @@
+package sdk
+
+import (
+	"io"
+	"os"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/connector-host/connector-host/internal/redact"
+)
+
+// secrets holds the credentials of the calls in flight in this process;
+// they are masked in every log line and error message.
+var secrets = redact.NewSet()
+
+// newLogger returns the default plugin logger: hclog JSON on w, which the
+// host parses and re-logs tagged with the app_id, with secrets masked.
+func newLogger(name string, w io.Writer) hclog.Logger {
+	level := hclog.LevelFromString(os.Getenv("CONNECTOR_LOG_LEVEL"))
+	if level == hclog.NoLevel {
+		level = hclog.Info
+	}
+	return hclog.New(&hclog.LoggerOptions{
+		Name:       name,
+		Level:      level,
+		Output:     secrets.Writer(w),
+		JSONFormat: true,
+	})
+}
+
+// logger returns the integration's logger, creating the default one.
+func (i *Integration) logger() hclog.Logger {
+	if i.Logger == nil {
+		i.Logger = newLogger(i.AppID, os.Stderr)
+	}
+	return i.Logger
+}
