@@ -97,7 +97,7 @@ func (p *Poller) DataLayout(ctx context.Context) ([]Entity, error) {
 // Create posts a new record to the entity's endpoint.
 func (p *Poller) Create(ctx context.Context, e Entity, rec any) (json.RawMessage, error) {
 	var out json.RawMessage
-	return out, p.do(ctx, http.MethodPost, e.EndpointURL, rec, &out)
+	return out, p.do(ctx, http.MethodPost, endpointPath(e), rec, &out)
 }
 
 // Get reads one record by primary key.
@@ -124,7 +124,7 @@ func (p *Poller) List(ctx context.Context, e Entity, limit int, cursor string) (
 		q.Set("cursor", cursor)
 	}
 	var page Page
-	err := p.do(ctx, http.MethodGet, e.EndpointURL+"?"+q.Encode(), nil, &page)
+	err := p.do(ctx, http.MethodGet, endpointPath(e)+"?"+q.Encode(), nil, &page)
 	return page, err
 }
 
@@ -337,8 +337,19 @@ func sampleValue(f Field, k int, updated bool) any {
 	return nil
 }
 
+// endpointPath is the escaped path of the entity's endpoint_url below the
+// connector's inbound root (an absolute URL contributes its path, as the
+// platform reaches the connector through BaseURL).
+func endpointPath(e Entity) string {
+	u, err := url.Parse(e.EndpointURL)
+	if err != nil {
+		return e.EndpointURL
+	}
+	return strings.TrimSuffix(u.EscapedPath(), "/")
+}
+
 func itemPath(e Entity, id string) string {
-	return strings.TrimSuffix(e.EndpointURL, "/") + "/" + url.PathEscape(id)
+	return endpointPath(e) + "/" + url.PathEscape(id)
 }
 
 // do sends one request and decodes the envelope's data into out.
