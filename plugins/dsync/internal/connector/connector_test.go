@@ -1,0 +1,164 @@
+package connector
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"testing"
+
+	dsyncemu "github.com/connector-host/connector-host/testkit/emulators/dsync"
+)
+
+const apiKey = "platform-key-1"
+
+var entities = `[{"entity_name":"product","treekey":"product","endpoint_url":"/entity/product","entity_token":"product-tok",
+	"fields":[{"treekey":"product.sku","type":"text","name":"sku","primary_key":true,"required":true},{"treekey":"product.name","type":"text","name":"name"}]}]`
+
+func invoke(t *testing.T, capability string, env string) (int, map[string]any, string) {
+	t.Helper()
+	integ := New()
+	if err := integ.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	status, body := integ.Invoke(context.Background(), capability, []byte(env))
+	var out map[string]any
+	if err := json.Unmarshal(body, &out); err != nil {
+		t.Fatalf("%s: %s", capability, body)
+	}
+	return status, out, string(body)
+}
+
+func settingsJSON(endpoint string) string {
+	return `{"realtime_endpoint":"` + endpoint + `","data_layout":{"data_layout":` + entities + `},"inbound_api_key":"in-key"}`
+}
+
+func TestGenerateDataLayoutCapability(t *testing.T) {
+	t.Parallel()
+	status, _, body := invoke(t, "generate_data_layout", `{"request":{"entities":`+entities+`}}`)
+	if status != 200 || !strings.Contains(body, `"response":{"data_layout":[{"entity_name":"product","treekey":"product","endpoint_url":"/entity/product","entity_token":"product-tok","fields":[{"id":"","treekey":"product.sku","value":"","type":"text","multiple":false,"date_format":"","required":true,"functions":[],"primary_key":true,"foreign_key":"","bool_settings":"","name":"sku","description":""}`) {
+		t.Fatalf("%d %s", status, body)
+	}
+	status, out, body := invoke(t, "generate_data_layout", `{"request":{"entities":[{"entity_name":"a","treekey":"a","endpoint_url":"/a","entity_token":"t","fields":[{"treekey":"x","name":"x","type":"int"}]},{"entity_token":"t","fields":[]}]}}`)
+	if status != 400 {
+		t.Fatalf("%d %s", status, body)
+	}
+	msg := out["error"].(map[string]any)["message"].(string)
+	for _, want := range []string{`entities[0].fields[0].type: unknown field type "int"`, "entities[1].entity_name: is required", "entities[1].treekey: is required",
+		"entities[1].endpoint_url: is required", `entities[1].entity_token: "t" is already used by entities[0]`, "entities[1].fields: at least one field is required"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message lacks %q: %s", want, msg)
+		}
+	}
+}
+
+func TestGenerateEntityTokenCapability(t *testing.T) {
+	t.Parallel()
+	status, out, body := invoke(t, "generate_entity_token", `{"request":{"entity_name":"Order Line"}}`)
+	tok, _ := out["response"].(map[string]any)["entity_token"].(string)
+	if status != 200 || !regexp.MustCompile(`^orderline-[0-9a-f]{32}$`).MatchString(tok) {
+		t.Fatalf("%d %s", status, body)
+	}
+	if status, _, body := invoke(t, "generate_entity_token", `{"request":{"entity_name":"  "}}`); status != 400 || !strings.Contains(body, "entity_name: is required") {
+		t.Fatalf("%d %s", status, body)
+	}
+}
+
+func TestRealtimeCapabilities(t *testing.T) {
+	t.Parallel()
+	e, err := dsyncemu.Start(dsyncemu.Config{APIKey: apiKey, IDKeys: map[string]string{"product-tok": "sku"}}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	auth := `"auth":{"token":{"token":"` + apiKey + `"}}`
+	set := `"settings":` + settingsJSON(e.RealtimeURL())
+	steps := []struct {
+		capability, request string
+		status              int
+		want                string
+	}{
+		{"realtime_create", `{"entity_token":"product-tok","data":{"sku":"a","name":"Chair"}}`, 200, `"status":200`},
+		{"realtime_update", `{"entity_token":"product-tok","data":{"sku":"a","name":"Table"}}`, 200, `"attempts":1`},
+		{"realtime_create", `{"entity_token":"product-tok","data":{"sku":"a"}}`, 409, `"error_code":"dsync.conflict"`},
+		{"realtime_delete", `{"entity_token":"other","entity_id":"a"}`, 400, `entity_token: \"other\" is not in the configured data layout`},
+		{"realtime_batch", `{"operations":[{"op":"create","entity_token":"product-tok","data":{"sku":"b"}},{"op":"update","entity_token":"product-tok","data":{"sku":"b","name":"B"}},{"op":"delete","entity_token":"product-tok","entity_id":"b"},{"op":"delete","entity_token":"nope","entity_id":"b"}],"concurrency":4}`,
+			200, `"succeeded":3,"failed":1`},
+		{"realtime_delete", `{"entity_token":"product-tok","entity_id":"a"}`, 200, `"status":200`},
+		{"validate_credentials", `{"probe":true}`, 200, `"valid":true,"checked_with_service":true`},
+		{"validate_credentials", `{}`, 200, `"valid":true,"checked_with_service":false`},
+	}
+	for _, s := range steps {
+		status, _, body := invoke(t, s.capability, `{"request":`+s.request+`,`+set+`,`+auth+`}`)
+		if status != s.status || !strings.Contains(body, s.want) {
+			t.Errorf("%s %s: %d %s", s.capability, s.request, status, body)
+		}
+		if strings.Contains(body, apiKey) {
+			t.Errorf("%s leaks the API key: %s", s.capability, body)
+		}
+	}
+	var methods []string
+	for _, c := range e.Calls() {
+		if c.EntityToken == "product-tok" {
+			methods = append(methods, c.Method)
+		}
+	}
+	if strings.Join(methods, " ") != "POST PUT POST POST PUT DELETE DELETE" {
+		t.Fatalf("methods %v", methods)
+	}
+	badAuth := `"auth":{"token":{"token":"wrong"}}`
+	status, _, body := invoke(t, "validate_credentials", `{"request":{"probe":true},`+set+`,`+badAuth+`}`)
+	if status != 401 || !strings.Contains(body, "the platform rejected the API key") {
+		t.Fatalf("%d %s", status, body)
+	}
+	status, _, body = invoke(t, "realtime_create", `{"request":{"entity_token":"product-tok","data":{"sku":"z"}},`+set+`,`+badAuth+`}`)
+	if status != 401 || !strings.Contains(body, `"error_code":"dsync.unauthorized"`) {
+		t.Fatalf("%d %s", status, body)
+	}
+}
+
+func TestInboundThroughConnector(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	settings := json.RawMessage(settingsJSON("http://127.0.0.1:1/api/realtime"))
+	start := func() (*httptest.Server, *inboundState) {
+		st := newInboundState(func() string { return dir }, func(*http.Request) json.RawMessage { return settings })
+		srv := httptest.NewServer(st)
+		t.Cleanup(func() { srv.Close(); _ = st.Close() })
+		return srv, st
+	}
+	srv, st := start()
+	p := &dsyncemu.Poller{BaseURL: srv.URL, APIKey: "in-key"}
+	if _, err := p.Cycle(context.Background(), 3); err != nil {
+		t.Fatal(err)
+	}
+	ents, err := p.DataLayout(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Create(context.Background(), ents[0], map[string]any{"sku": "keep", "name": "K"}); err != nil {
+		t.Fatal(err)
+	}
+	srv.Close()
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	srv2, _ := start()
+	p2 := &dsyncemu.Poller{BaseURL: srv2.URL, APIKey: "in-key"}
+	if got, err := p2.Get(context.Background(), ents[0], "keep"); err != nil || !strings.Contains(string(got), `"K"`) {
+		t.Fatalf("after restart: %s %v", got, err)
+	}
+	bad := &dsyncemu.Poller{BaseURL: srv2.URL, APIKey: "wrong"}
+	if _, err := bad.DataLayout(context.Background()); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("wrong key: %v", err)
+	}
+	// Unconfigured inbound API.
+	empty := newInboundState(func() string { return dir }, func(*http.Request) json.RawMessage { return nil })
+	rec := httptest.NewRecorder()
+	empty.ServeHTTP(rec, httptest.NewRequest("GET", "/datalayout", nil))
+	if rec.Code != 503 || !strings.Contains(rec.Body.String(), "inbound_api_key is not set") {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
+	}
+}
