@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync"
@@ -65,6 +66,9 @@ const InvalidEventBody = `{"hello": "world"}`
 type Server struct {
 	// Addr is the listen address; New sets "127.0.0.1:0" (a free port).
 	Addr string
+	// Logger receives handler failures (set before Start); New sets a
+	// logger that discards them, as the emulator fails on purpose.
+	Logger *slog.Logger
 
 	registry  *eventsprotocol.Registry
 	processor *eventsprotocol.Processor
@@ -92,6 +96,7 @@ func New() *Server {
 	mustAdd(exampleevent.Register(reg))
 	return &Server{
 		Addr:      "127.0.0.1:0",
+		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 		registry:  reg,
 		processor: eventsprotocol.NewProcessor(reg),
 	}
@@ -111,6 +116,7 @@ func (s *Server) Start() error {
 	if err != nil {
 		return fmt.Errorf("eventsemu: listen %s: %w", s.Addr, err)
 	}
+	s.processor.Logger = s.Logger
 	mux := http.NewServeMux()
 	mux.Handle("/events", http.HandlerFunc(s.serveEvents))
 	mux.Handle("/events/", http.HandlerFunc(s.serveEvents))
