@@ -209,7 +209,21 @@ func (p *plugin) processEvent(ctx context.Context, req sdk.Request[ProcessEventR
 	if len(body) == 0 {
 		return EventData{}, sdk.Errorf(sdk.BadRequest, "request.event: is required (or request.raw)")
 	}
+	if req.Envelope != nil {
+		ctx = context.WithValue(ctx, hostKey{}, req.Host())
+	}
 	return eventData(p.processor.Process(ctx, body)), nil
+}
+
+// hostKey is the context key of the HostClient of a process_event call.
+type hostKey struct{}
+
+// hostFrom returns the HostClient of the process_event call that is running
+// a handler (nil outside one). Handlers, e.g. a gateway Resolver reaching
+// other connectors, use it to call back into the host.
+func hostFrom(ctx context.Context) *sdk.HostClient {
+	h, _ := ctx.Value(hostKey{}).(*sdk.HostClient)
+	return h
 }
 
 // errNilRegistry guards newIntegration's caller.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -220,5 +221,38 @@ func TestProcessEvent(t *testing.T) {
 		if status != http.StatusBadRequest || errorCode(out) != "events-protocol.bad_request" {
 			t.Errorf("%v: %d %v", req, status, out)
 		}
+	}
+}
+
+// Handlers run by process_event can reach the host through the context
+// (the plugin is not under a host here, so the callback says so).
+func TestProcessEventHostInContext(t *testing.T) {
+	t.Parallel()
+	reg := eventsprotocol.NewRegistry()
+	var sawHost bool
+	var hostErr error
+	reg.SetResolver(func(name string, version int) (eventsprotocol.Handler, bool) {
+		return eventsprotocol.HandlerFunc(func(ctx context.Context, ev *eventsprotocol.Event) (any, error) {
+			h := hostFrom(ctx)
+			sawHost = h != nil
+			if h != nil {
+				_, hostErr = h.Connectors(ctx)
+			}
+			return map[string]any{}, nil
+		}), true
+	})
+	integ, err := newIntegration(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, out := invoke(t, integ, "process_event", map[string]any{"event": map[string]any{"name": "reference:echo", "version": 1, "payload": map[string]any{}}})
+	if status != http.StatusOK || out["response"].(map[string]any)["name"] != "reference:echo:response" {
+		t.Fatalf("%d %v", status, out)
+	}
+	if !sawHost || !errors.Is(hostErr, sdk.ErrNoHost) {
+		t.Errorf("host in context = %v, Connectors error = %v", sawHost, hostErr)
+	}
+	if hostFrom(context.Background()) != nil {
+		t.Error("hostFrom outside a call is not nil")
 	}
 }
