@@ -70,6 +70,7 @@ func servePlugin(integ *Integration) int {
 		runShutdown(integ)
 		os.Exit(0)
 	}()
+	go exitWithParent(integ)
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig:  wire.Handshake,
 		VersionedPlugins: wire.PluginSets(&connector{integ: integ}, nil),
@@ -81,6 +82,19 @@ func servePlugin(integ *Integration) int {
 	})
 	runShutdown(integ)
 	return 0
+}
+
+// exitWithParent ends the plugin when the host that launched it is gone
+// (the process was re-parented), so a killed host leaves no orphans.
+func exitWithParent(integ *Integration) {
+	parent := os.Getppid()
+	for range time.Tick(time.Second) {
+		if os.Getppid() != parent {
+			integ.logger().Warn("the host process is gone; exiting")
+			runShutdown(integ)
+			os.Exit(1)
+		}
+	}
 }
 
 func runShutdown(integ *Integration) {

@@ -66,10 +66,18 @@ type StreamItem struct {
 // Empty is an empty request or response.
 type Empty struct{}
 
+// EnvAppID overrides the app_id, so that one binary can be loaded as a
+// second connector in tests (e.g. connector-reference2).
+const EnvAppID = "REFERENCE_APP_ID"
+
 // New returns the reference integration with its capabilities registered.
 func New() *sdk.Integration {
+	appID := AppID
+	if v := os.Getenv(EnvAppID); v != "" {
+		appID = v
+	}
 	integ := &sdk.Integration{
-		AppID:   AppID,
+		AppID:   appID,
 		Version: "1.0.0",
 		Description: sdk.DescriptionData{
 			UserFriendlyName: "Reference",
@@ -124,6 +132,7 @@ func fail(_ context.Context, req sdk.Request[FailRequest]) (Empty, error) {
 
 func sleep(ctx context.Context, req sdk.Request[SleepRequest]) (SleepResponse, error) {
 	start := time.Now()
+	req.Logger().Debug("sleep started", "ms", req.Args.MS)
 	t := time.NewTimer(time.Duration(req.Args.MS) * time.Millisecond)
 	defer t.Stop()
 	select {

@@ -1,0 +1,73 @@
+# connector-host — see README.md. Everything builds with CGO_ENABLED=0.
+SHELL := /bin/bash
+GO    ?= go
+export CGO_ENABLED := 0
+
+BIN   := bin
+TOOLS := $(abspath $(BIN)/tools)
+
+# plugin source directory : app_id
+PLUGINS := stoa:stoa dsync:dsync eventsprotocol:events-protocol astarte:astarte
+
+BUF_VERSION           := v1.75.0
+PROTOC_GEN_GO_VERSION := v1.36.12
+PROTOC_GEN_GRPC       := v1.6.2
+GOLANGCI_VERSION      := v2.15.0
+
+.PHONY: all build plugins testplugins test test-short vet proto lint tools bench soak run conformance clean
+
+all: build
+
+## build: the host, the scaffold tool, every plugin and the test plugins
+build: plugins testplugins
+	$(GO) build -o $(BIN)/connector-host ./cmd/connector-host
+	@if [ -d cmd/scaffold ]; then $(GO) build -o $(BIN)/scaffold ./cmd/scaffold; fi
+
+plugins:
+	@mkdir -p $(BIN)/plugins
+	@for p in $(PLUGINS); do dir=$${p%%:*}; id=$${p##*:}; \
+	  if [ -f plugins/$$dir/main.go ]; then \
+	    echo "go build -o $(BIN)/plugins/connector-$$id ./plugins/$$dir"; \
+	    $(GO) build -o $(BIN)/plugins/connector-$$id ./plugins/$$dir || exit 1; \
+	  fi; done
+
+testplugins:
+	@mkdir -p $(BIN)/testplugins
+	$(GO) build -o $(BIN)/testplugins/connector-reference ./testkit/cmd/connector-reference
+
+## test: vet, then every test with the race detector (what CI runs)
+test: build vet
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+vet:
+	$(GO) vet ./...
+
+## proto: regenerate proto/gen from proto/ with buf (tools installed on demand)
+proto: tools
+	PATH="$(TOOLS):$$PATH" $(TOOLS)/buf lint
+	PATH="$(TOOLS):$$PATH" $(TOOLS)/buf generate
+
+## lint: golangci-lint with the committed .golangci.yml
+lint: tools
+	$(TOOLS)/golangci-lint run ./...
+
+tools: $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc $(TOOLS)/golangci-lint
+$(TOOLS)/buf:
+	GOBIN=$(TOOLS) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
+$(TOOLS)/protoc-gen-go:
+	GOBIN=$(TOOLS) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+$(TOOLS)/protoc-gen-go-grpc:
+	GOBIN=$(TOOLS) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GRPC)
+$(TOOLS)/golangci-lint:
+	GOBIN=$(TOOLS) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION)
+
+## bench: the performance suite; prints tables with ratios (see docs/performance.md)
+bench: build
+	$(GO) run ./bench/cmd/hostbench
+
+## run: build, start the local emulators and the host with every plugin
+run: build
+	$(GO) run ./testkit/cmd/devstack
+
+clean:
+	rm -rf $(BIN) data
