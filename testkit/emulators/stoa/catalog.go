@@ -19,7 +19,7 @@ var orderParams = []string{"product_group_name", "product_name", "workspace", "o
 // newest first unless ascending=True, paged by offset/limit; [] when nothing
 // matches.
 func (s *Server) handleOrder(w http.ResponseWriter, r *http.Request) {
-	s.count(func(st *Stats) { st.Orders++ })
+	s.count(func(st *Stats) { st.Orders++; st.LastOrderQuery = r.URL.RawQuery })
 	f, ok := s.startFault(w, r, kindOther, "")
 	if !ok || !s.requireToken(w, r, f) {
 		return

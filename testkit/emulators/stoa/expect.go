@@ -55,6 +55,12 @@ func ExpectedFromParquet(b []byte, columns []string) (*Expected, error) {
 		return nil, err
 	}
 	defer tbl.Release()
+	return ExpectedFromTable(tbl, columns)
+}
+
+// ExpectedFromTable is ExpectedRows for an Arrow table (e.g. read back from
+// an Arrow IPC file).
+func ExpectedFromTable(tbl arrow.Table, columns []string) (*Expected, error) {
 	cols := columns
 	if len(cols) == 0 {
 		for _, f := range tbl.Schema().Fields() {

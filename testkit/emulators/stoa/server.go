@@ -121,6 +121,8 @@ type Stats struct {
 	TokenRequests, FailedTokenRequests int
 	// Orders and Signs count API requests (including rejected ones).
 	Orders, Signs int
+	// LastOrderQuery is the raw query string of the latest order request.
+	LastOrderQuery string
 	// Unauthorized counts API requests rejected with 401.
 	Unauthorized int
 	// ObjectGets counts object downloads (including rejected ones);
