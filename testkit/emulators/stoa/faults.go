@@ -22,7 +22,8 @@ type Fault struct {
 	RetryAfter string
 	// Delay holds the response back before anything is written.
 	Delay time.Duration
-	// SlowBody sends the normal body in 8 chunks with this pause before each.
+	// SlowBody sends the normal body in 8 chunks with this pause between
+	// them (the headers and the first chunk go out at once).
 	SlowBody time.Duration
 	// Truncate declares the full Content-Length, sends half the normal body
 	// and then drops the connection.
@@ -184,7 +185,7 @@ func (s *Server) respond(w http.ResponseWriter, r *http.Request, resp response, 
 	}
 	chunk := max(len(body)/8, 1)
 	for off := 0; off < len(body); off += chunk {
-		if sleepCtx(r.Context(), f.SlowBody) != nil {
+		if off > 0 && sleepCtx(r.Context(), f.SlowBody) != nil {
 			return
 		}
 		if _, err := w.Write(body[off:min(off+chunk, len(body))]); err != nil {

@@ -355,7 +355,7 @@ func TestFaults(t *testing.T) {
 
 	s.InjectFault(key, Fault{SlowBody: 20 * time.Millisecond, Times: 1})
 	begin := time.Now()
-	if st, _, b, _ := get(); st != 200 || !bytes.Equal(b, want) || time.Since(begin) < 8*20*time.Millisecond {
+	if st, _, b, _ := get(); st != 200 || !bytes.Equal(b, want) || time.Since(begin) < 7*20*time.Millisecond {
 		t.Errorf("slow body fault: %d, %v", st, time.Since(begin))
 	}
 
