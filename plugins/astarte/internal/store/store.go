@@ -173,3 +173,29 @@ func wrap(op string, err error) error {
 	}
 	return fmt.Errorf("store: %s: %w", op, err)
 }
+
+// MetaPrefix returns the per-device values whose key starts with prefix,
+// keyed by the full key.
+func (s *Store) MetaPrefix(ctx context.Context, device, prefix string) (map[string]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT key, value FROM meta WHERE device = ? AND substr(key, 1, ?) = ?`,
+		device, len(prefix), prefix)
+	if err != nil {
+		return nil, wrap("meta", err)
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			return nil, wrap("meta", err)
+		}
+		out[k] = v
+	}
+	return out, wrap("meta", rows.Err())
+}
+
+// DeleteMeta removes a per-device value.
+func (s *Store) DeleteMeta(ctx context.Context, device, key string) error {
+	_, err := s.db.ExecContext(ctx, `DELETE FROM meta WHERE device = ? AND key = ?`, device, key)
+	return wrap("delete meta", err)
+}

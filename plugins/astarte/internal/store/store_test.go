@@ -253,6 +253,24 @@ func TestMeta(t *testing.T) {
 	if v, ok, _ := s.Meta(ctx, "d", "node_id"); !ok || v != "b" {
 		t.Fatalf("meta = %q", v)
 	}
+	for _, k := range []string{"interface:a.B", "interface:c.D", "interfacex", "other"} {
+		if err := s.SetMeta(ctx, "d", k, k+"!"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.SetMeta(ctx, "e", "interface:z.Z", "no"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.MetaPrefix(ctx, "d", "interface:")
+	if err != nil || len(got) != 2 || got["interface:a.B"] != "interface:a.B!" || got["interface:c.D"] != "interface:c.D!" {
+		t.Fatalf("MetaPrefix = %v %v", got, err)
+	}
+	if err := s.DeleteMeta(ctx, "d", "interface:a.B"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.MetaPrefix(ctx, "d", "interface:"); len(got) != 1 {
+		t.Fatalf("after DeleteMeta %v", got)
+	}
 	if _, err := s.Enqueue(ctx, QueuedMessage{Device: "d", Interface: "i", Path: "/p", Payload: []byte{1}}); err != nil {
 		t.Fatal(err)
 	}
