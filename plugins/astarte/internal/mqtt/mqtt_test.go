@@ -257,8 +257,12 @@ func TestInbound(t *testing.T) {
 		func() error { return e.emu.PublishData(e.id, "com.example.ServerProps", "/s1/rate", rate, 2) },
 		func() error { return e.emu.PublishData(e.id, "com.example.ServerProps", "/s1/rate", nil, 2) },
 		func() error { return e.emu.PublishData(e.id, "com.example.ServerData", "/cmd", obj, 2) },
-		func() error { return e.emu.PublishConsumerProperties(e.id, []string{"com.example.ServerProps/s2/rate"}) },
-		func() error { return e.emu.PublishData(e.id, "com.example.ServerProps", "/s1/rate", []byte{1, 2, 3}, 2) },
+		func() error {
+			return e.emu.PublishConsumerProperties(e.id, []string{"com.example.ServerProps/s2/rate"})
+		},
+		func() error {
+			return e.emu.PublishData(e.id, "com.example.ServerProps", "/s1/rate", []byte{1, 2, 3}, 2)
+		},
 		func() error { return e.emu.PublishData(e.id, "com.example.ServerProps", "/s1/other", rate, 2) },
 		func() error { return e.emu.Publish(e.base+"/control/consumer/properties", []byte{0, 0}, 2) },
 	}
