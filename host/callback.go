@@ -71,6 +71,9 @@ func (c *callback) ListConnectors(ctx context.Context) ([]wire.ConnectorSummary,
 }
 
 func (c *callback) Invoke(ctx context.Context, appID, capability string, body []byte) (*wire.Result, error) {
+	if !c.exists(ctx, appID, capability) {
+		return nil, wire.ErrUnknownTarget
+	}
 	if !c.allowed(appID, capability) {
 		return &wire.Result{Err: &wire.Error{
 			Code: string(sdk.PermissionDenied), RaisedBy: "host", RaisedIn: "host.callback",
@@ -87,11 +90,22 @@ func (c *callback) Invoke(ctx context.Context, appID, capability string, body []
 	}
 	res, f := c.router.Invoke(ctx, req)
 	if f != nil {
-		e := *f.Err
-		if f.AppID == router.HostAppID && e.Code == string(sdk.NotFound) {
-			e.Message = "no connector " + appID
-		}
-		return &wire.Result{Err: &e}, nil
+		return &wire.Result{Err: f.Err}, nil
 	}
 	return res, nil
+}
+
+// exists reports whether appID is loaded and has capability (its own or a
+// host-provided one).
+func (c *callback) exists(ctx context.Context, appID, capability string) bool {
+	d, f := c.router.Describe(ctx, appID)
+	if f != nil {
+		return false
+	}
+	for _, capa := range c.router.Capabilities(d) {
+		if capa.Name == capability {
+			return true
+		}
+	}
+	return false
 }

@@ -98,6 +98,7 @@ func New(cfg config.Config, opts ...Option) (*Host, error) {
 		Router: h.router, Metrics: h.metrics, Logger: h.logger.Named("http"),
 		APIToken: cfg.APIToken, MaxBodyBytes: cfg.MaxBodyBytes,
 	})
+	h.mountRoutes()
 	return h, nil
 }
 
@@ -182,6 +183,29 @@ func (h *Host) newSupervisor(b supervisor.Binary, cc config.Connector) (*supervi
 		FailAfter:      sc.FailAfter,
 		OnRestart:      func() { h.metrics.PluginRestarted(appID) },
 	}), nil
+}
+
+// mountRoutes adds the routes of host features to the API.
+func (h *Host) mountRoutes() {
+	h.api.Handle("/v1/inbound/{app_id}/{path...}", h.inboundHandler(), true)
+	h.api.AddOpenAPIPath("/v1/inbound/{app_id}/{path}", map[string]any{
+		"summary":     "Inbound routes",
+		"description": "Routes a plugin declares for upstream systems that call in (e.g. DSYNC). Forwarded to the plugin as is; the plugin checks the caller's credentials. Not behind the API token.",
+		"parameters": []any{
+			map[string]any{"name": "app_id", "in": "path", "required": true, "schema": map[string]any{"type": "string"}},
+			map[string]any{"name": "path", "in": "path", "required": true, "schema": map[string]any{"type": "string"}},
+		},
+	})
+	h.api.Handle("/events", h.eventsHandler(), false)
+	h.api.Handle("/events/", h.eventsHandler(), false)
+	events := map[string]any{"post": map[string]any{
+		"summary":     "Events-protocol gateway",
+		"description": "One GuiaBolso event in, its answer event out (HTTP 200 even for error events). Events named <app_id with - as _>:<capability> version 1 reach every connector; the payload is the request envelope.",
+		"requestBody": map[string]any{"required": true, "content": map[string]any{"application/json": map[string]any{"schema": map[string]any{"type": "object"}}}},
+		"responses":   map[string]any{"200": map[string]any{"description": "the answer event"}},
+	}}
+	h.api.AddOpenAPIPath("/events", events)
+	h.api.AddOpenAPIPath("/events/", events)
 }
 
 // Router is the host's router (for in-process callers and benchmarks).

@@ -31,6 +31,10 @@ func (h *callbackHolder) get() wire.Callback {
 // under a host that offers callbacks (e.g. when run by hand).
 var ErrNoHost = errors.New("sdk: no host callback available (the plugin is not running under connector-host, or the host does not allow callbacks)")
 
+// ErrUnknownTarget is returned by HostClient.Invoke when the host has no
+// such connector or capability.
+var ErrUnknownTarget = wire.ErrUnknownTarget
+
 // HostClient calls back into the host: it reaches other connectors through
 // the host's router, with the host's credentials store and error mapping.
 // The host decides which connectors and capabilities a plugin may reach.
@@ -80,7 +84,7 @@ type HostResult struct {
 // Invoke runs capability of connector appID through the host. envelope is
 // a JSON request envelope (request, settings, credential_id, page...). A
 // failure of the capability is in HostResult.Err; a returned error means
-// the host could not be reached.
+// the host could not be reached, or ErrUnknownTarget.
 func (h *HostClient) Invoke(ctx context.Context, appID, capability string, envelope json.RawMessage) (*HostResult, error) {
 	cb := h.integ.callback.get()
 	if cb == nil {

@@ -28,9 +28,16 @@ func (i *Integration) serveInbound(ctx context.Context, req *wire.InboundRequest
 	if i.Inbound == nil {
 		return inboundError(http.StatusNotFound, "not_found", i.AppID+" serves no inbound routes")
 	}
-	u := &url.URL{Path: req.Path, RawQuery: req.RawQuery}
+	target := req.Path
+	if req.RawQuery != "" {
+		target += "?" + req.RawQuery
+	}
+	u, err := url.ParseRequestURI(target)
+	if err != nil {
+		return inboundError(http.StatusBadRequest, "bad_request", "malformed inbound request path: "+err.Error())
+	}
 	ctx = context.WithValue(ctx, inboundSettingsKey{}, json.RawMessage(req.Settings))
-	hr, err := http.NewRequestWithContext(ctx, req.Method, u.String(), bytes.NewReader(req.Body))
+	hr, err := http.NewRequestWithContext(ctx, req.Method, target, bytes.NewReader(req.Body))
 	if err != nil {
 		return inboundError(http.StatusBadRequest, "bad_request", "malformed inbound request: "+err.Error())
 	}

@@ -2,7 +2,9 @@ package sdk
 
 import (
 	"io"
+	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -34,4 +36,28 @@ func (i *Integration) logger() hclog.Logger {
 		i.Logger = newLogger(i.AppID, os.Stderr)
 	}
 	return i.Logger
+}
+
+// Slog returns a log/slog logger that writes the same hclog JSON lines as
+// the plugin logger (so the host parses and tags them), with credentials
+// masked. Use it for libraries that log through slog.
+func (i *Integration) Slog() *slog.Logger {
+	return slog.New(slog.NewJSONHandler(secrets.Writer(os.Stderr), &slog.HandlerOptions{
+		Level: slog.LevelInfo,
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) > 0 {
+				return a
+			}
+			switch a.Key {
+			case slog.TimeKey:
+				a.Key = "@timestamp"
+			case slog.LevelKey:
+				a.Key = "@level"
+				a.Value = slog.StringValue(strings.ToLower(a.Value.String()))
+			case slog.MessageKey:
+				a.Key = "@message"
+			}
+			return a
+		},
+	}).WithAttrs([]slog.Attr{slog.String("@module", i.AppID)}))
 }

@@ -127,6 +127,9 @@ func Default() Config {
 			Timeout:        Duration(DefaultTimeout),
 			MaxConcurrency: DefaultConcurrency,
 		},
+		// The events gateway reaches every connector by default; restrict
+		// it with connectors.events-protocol.callbacks.
+		Connectors: map[string]Connector{"events-protocol": {Callbacks: []string{"*"}}},
 	}
 }
 

@@ -66,7 +66,8 @@ func New(opts Options) *Server {
 }
 
 // Handle mounts a handler (e.g. the OAuth callback, /events, inbound
-// routes). Routes under /v1 require the API token unless public is true.
+// routes). Routes under /v1 and /events require the API token unless public
+// is true.
 func (s *Server) Handle(pattern string, h http.Handler, public bool) {
 	s.mux.Handle(pattern, h)
 	if public {
@@ -83,7 +84,7 @@ func (s *Server) Handle(pattern string, h http.Handler, public bool) {
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if s.opts.APIToken != "" && strings.HasPrefix(r.URL.Path, "/v1/") && !s.isPublic(r.URL.Path) {
+	if s.opts.APIToken != "" && needsToken(r.URL.Path) && !s.isPublic(r.URL.Path) {
 		if !s.authorized(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="connector-host"`)
 			s.writeHostError(w, sdk.Unauthenticated, "httpapi.auth", "missing or wrong API token: send Authorization: Bearer <token>")
@@ -91,6 +92,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// needsToken reports whether path is behind the API token: the /v1 API and
+// the events gateway (which reaches every connector).
+func needsToken(path string) bool {
+	return strings.HasPrefix(path, "/v1/") || path == "/events" || strings.HasPrefix(path, "/events/")
 }
 
 func (s *Server) isPublic(path string) bool {

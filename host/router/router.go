@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -448,4 +449,63 @@ func mergeSettings(appID string, defaults map[string]any, req json.RawMessage) (
 		return nil, hostFailure(appID, sdk.InternalError, "router.mergeSettings", "settings: %v", err)
 	}
 	return b, nil
+}
+
+// HandleInbound forwards an HTTP request an upstream system sent to one of
+// appID's declared inbound routes, within the connector's deadline and
+// concurrency limit. req.Path is relative to /v1/inbound/{app_id}
+// (escaped as received); req.Settings is filled with the connector's
+// default settings. A path no route declares is host.not_found.
+func (r *Router) HandleInbound(ctx context.Context, appID string, req *wire.InboundRequest, decodedPath string) (*wire.InboundResponse, *Failure) {
+	rt, ok := r.conns[appID]
+	if !ok {
+		return nil, hostFailure(HostAppID, sdk.NotFound, "router.HandleInbound", "no connector %q is loaded", appID)
+	}
+	callCtx, cancel := context.WithTimeout(ctx, rt.timeout)
+	defer cancel()
+	inst, err := rt.sup.Acquire(callCtx)
+	if err != nil {
+		return nil, callFailure(appID, "inbound", ctx, callCtx, err)
+	}
+	if !inboundDeclared(inst.Description.InboundRoutes, req.Method, decodedPath) {
+		return nil, hostFailure(appID, sdk.NotFound, "router.HandleInbound", "%s declares no inbound route %s %s", appID, req.Method, decodedPath)
+	}
+	settings, f := mergeSettings(appID, rt.defaults, nil)
+	if f != nil {
+		return nil, f
+	}
+	req.Settings = settings
+	select {
+	case rt.sem <- struct{}{}:
+		defer func() { <-rt.sem }()
+	case <-callCtx.Done():
+		return nil, callFailure(appID, "inbound", ctx, callCtx, callCtx.Err())
+	}
+	res, err := inst.Conn.HandleInbound(callCtx, req)
+	if err != nil {
+		rt.sup.ReportBroken(inst)
+		return nil, callFailure(appID, "inbound", ctx, callCtx, err)
+	}
+	return res, nil
+}
+
+// inboundDeclared reports whether a route matches: the method (or any when
+// the route has none) and the path, where a route path ending in "/..."
+// matches its whole subtree.
+func inboundDeclared(routes []wire.InboundRoute, method, path string) bool {
+	for _, rt := range routes {
+		if rt.Method != "" && rt.Method != method {
+			continue
+		}
+		if prefix, ok := strings.CutSuffix(rt.Path, "/..."); ok {
+			if path == prefix || strings.HasPrefix(path, prefix+"/") || prefix == "" {
+				return true
+			}
+			continue
+		}
+		if path == rt.Path {
+			return true
+		}
+	}
+	return false
 }

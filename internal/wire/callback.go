@@ -2,9 +2,17 @@ package wire
 
 import (
 	"context"
+	"errors"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	pb "github.com/connector-host/connector-host/proto/gen/connector/v1"
 )
+
+// ErrUnknownTarget is returned by Callback.Invoke when the host has no
+// such connector or capability. It crosses the wire as gRPC NotFound.
+var ErrUnknownTarget = errors.New("no such connector or capability")
 
 // callbackServer serves the host's Callback to one plugin process.
 type callbackServer struct {
@@ -22,6 +30,9 @@ func (s *callbackServer) ListConnectors(ctx context.Context, _ *pb.ListConnector
 
 func (s *callbackServer) Invoke(ctx context.Context, req *pb.CallbackInvokeRequest) (*pb.InvokeResponse, error) {
 	res, err := s.impl.Invoke(ctx, req.GetAppId(), req.GetCapability(), req.GetEnvelope())
+	if errors.Is(err, ErrUnknownTarget) {
+		return nil, status.Error(codes.NotFound, err.Error())
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -43,6 +54,9 @@ func (c *callbackClient) ListConnectors(ctx context.Context) ([]ConnectorSummary
 
 func (c *callbackClient) Invoke(ctx context.Context, appID, capability string, envelope []byte) (*Result, error) {
 	resp, err := c.raw.Invoke(ctx, &pb.CallbackInvokeRequest{AppId: appID, Capability: capability, Envelope: envelope})
+	if status.Code(err) == codes.NotFound {
+		return nil, ErrUnknownTarget
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -171,6 +171,7 @@ func newIntegration(reg *eventsprotocol.Registry) (*sdk.Integration, error) {
 			Categories: []string{"messaging", "integration"},
 		},
 	}
+	p.processor.Logger = integ.Slog()
 	sdk.Register(integ, "send_event", p.sendEvent, sdk.WithDescription(
 		"POSTs an event to url and returns the response event with its kind (response, redirect, "+
 			"error + error_type). Error events are returned, not raised. Timeout → request_timeout, "+

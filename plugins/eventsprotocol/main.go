@@ -14,7 +14,9 @@ import (
 )
 
 func main() {
-	integ, err := newIntegration(eventsprotocol.NewRegistry())
+	reg := eventsprotocol.NewRegistry()
+	reg.SetResolver(gatewayResolver)
+	integ, err := newIntegration(reg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "connector-events-protocol:", err)
 		os.Exit(2)
