@@ -439,3 +439,32 @@ func TestSchemasAreDraft2020AndMarkSecrets(t *testing.T) {
 		t.Fatalf("basic auth schema: %s", d.AuthModels[0].Schema)
 	}
 }
+
+// FuzzInvoke feeds arbitrary envelopes to a capability: the SDK must never
+// panic and must always answer a JSON envelope with a contract status.
+func FuzzInvoke(f *testing.F) {
+	type req struct {
+		Name  string            `json:"name" jsonschema:"minLength=1,maxLength=20"`
+		Count int               `json:"count,omitempty" jsonschema:"minimum=0"`
+		Tags  map[string]string `json:"tags,omitempty"`
+	}
+	i := minimal("fuzz")
+	i.Auth = []AuthKind{AuthBasic, AuthToken}
+	i.Settings = struct {
+		Region string `json:"region,omitempty" jsonschema:"enum=eu,enum=us"`
+	}{}
+	i.Logger = hclog.NewNullLogger()
+	Register(i, "c", func(_ context.Context, r Request[req]) (req, error) { return r.Args, nil })
+	for _, s := range []string{`{"request":{"name":"a"}}`, `{"request":{"name":""}}`, `{"request":{},"auth":{"basic":{}}}`, `{"request":{"name":"x","tags":{"a":"b"}},"settings":{"region":"eu"}}`, `{`, `[]`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		status, out := i.Invoke(context.Background(), "c", body)
+		if !json.Valid(out) {
+			t.Fatalf("answer is not JSON: %q", out)
+		}
+		if status != 200 && status != 400 {
+			t.Fatalf("status %d for %q: %s", status, body, out)
+		}
+	})
+}

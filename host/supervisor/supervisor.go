@@ -108,6 +108,9 @@ type Instance struct {
 	started time.Time
 }
 
+// PID is the plugin process id.
+func (in *Instance) PID() int { return in.proc.pid }
+
 // Exited is closed when the instance's process has exited.
 func (in *Instance) Exited() <-chan struct{} { return in.proc.exited }
 

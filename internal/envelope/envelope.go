@@ -100,6 +100,9 @@ func decodeError(err error) error {
 	const unknown = "json: unknown field "
 	if msg := err.Error(); strings.HasPrefix(msg, unknown) {
 		name := strings.Trim(strings.TrimPrefix(msg, unknown), `"`)
+		if name == "" {
+			return &FieldError{Field: "body", Reason: "a member with an empty name is not a field of the request envelope"}
+		}
 		return &FieldError{Field: name, Reason: "is not a field of the request envelope (request, settings, auth, credential_id, page, include_raw_data)"}
 	}
 	return &FieldError{Field: "body", Reason: err.Error()}

@@ -1,0 +1,58 @@
+package wire
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+)
+
+func TestDescriptionRoundTrip(t *testing.T) {
+	t.Parallel()
+	d := &Description{
+		AppID: "a", Version: "1.2.3", SDKVersion: "1.0.0",
+		Info:           DescriptionData{UserFriendlyName: "A", Description: "d", Categories: []string{"x"}, LogoURL: "https://l"},
+		Capabilities:   []Capability{{Name: "c", Description: "cd", Streaming: true, RequestSchema: json.RawMessage(`{"type":"object"}`), ResponseSchema: json.RawMessage(`{}`)}},
+		AuthModels:     []AuthModel{{Kind: "basic", Schema: json.RawMessage(`{}`)}},
+		SettingsSchema: json.RawMessage(`{"type":"object"}`),
+		OAuth: &OAuthSettings{
+			AuthorizationURL: "https://{sub}.x/auth", TokenURL: "https://x/token", Scopes: map[string]string{"c": "a b"},
+			Flow: FlowClientCredentials, ClientAuth: ClientSecretBasic, TokenRequestMethod: "GET", TokenRequestBody: BodyJSON,
+			PKCE: true, DisabledCapabilities: []string{"refresh_access_token"},
+		},
+		InboundRoutes: []InboundRoute{{Method: "GET", Path: "/x/...", Description: "r"}},
+	}
+	if got := descriptionFromProto(descriptionToProto(d)); !reflect.DeepEqual(got, d) {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", got, d)
+	}
+}
+
+func TestCallResultChunkRoundTrip(t *testing.T) {
+	t.Parallel()
+	c := &Call{Capability: "c", Request: json.RawMessage(`{}`), Settings: json.RawMessage(`{"s":1}`), Auth: json.RawMessage(`{"token":{}}`), Page: &Page{Token: "t", Size: 3}, IncludeRawData: true, RequestID: "r"}
+	if got := callFromProto(callToProto(c)); !reflect.DeepEqual(got, c) {
+		t.Fatalf("call: %+v", got)
+	}
+	ok := &Result{Response: json.RawMessage(`1`), RawData: json.RawMessage(`2`), Page: &Page{Token: "n"}}
+	if got := resultFromProto(resultToProto(ok)); !reflect.DeepEqual(got, ok) {
+		t.Fatalf("result: %+v", got)
+	}
+	bad := &Result{Err: &Error{Code: "x", AppErrorCode: "a.y", Message: "m", RaisedBy: "b", RaisedIn: "i", Retryable: true}}
+	if got := resultFromProto(resultToProto(bad)); !reflect.DeepEqual(got, bad) {
+		t.Fatalf("error result: %+v", got)
+	}
+	for _, ch := range []*Chunk{
+		{Items: []json.RawMessage{json.RawMessage(`1`), json.RawMessage(`2`)}},
+		{Items: []json.RawMessage{json.RawMessage(`3`)}, Done: true},
+		{FinalPage: &Page{Token: "p"}},
+		{Err: &Error{Code: "e"}},
+	} {
+		got := chunkFromProto(chunkToProto(ch))
+		if !reflect.DeepEqual(got, ch) || got.End() != ch.End() {
+			t.Fatalf("chunk: %+v want %+v", got, ch)
+		}
+	}
+	in := &InboundRequest{Method: "POST", Path: "/a%2Fb", RawQuery: "q=1", Header: map[string][]string{"X": {"1", "2"}}, Body: []byte("b"), Settings: json.RawMessage(`{}`)}
+	if got := inboundRequestFromProto(inboundRequestToProto(in)); !reflect.DeepEqual(got, in) {
+		t.Fatalf("inbound: %+v", got)
+	}
+}
