@@ -201,6 +201,18 @@ func (e *Emulator) BrokerURL() string { return "mqtts://" + e.BrokerAddr() }
 // HTTPS Pairing API).
 func (e *Emulator) CACertPEM() []byte { return append([]byte(nil), e.pki.caPEM...) }
 
+// ServerCertPEM returns the broker/Pairing API server certificate (for
+// 127.0.0.1, ::1 and localhost, signed by the emulator CA) and its key, so a
+// second broker such as mosquitto can serve the same devices.
+func (e *Emulator) ServerCertPEM() (certPEM, keyPEM []byte, err error) {
+	der, err := x509.MarshalPKCS8PrivateKey(e.pki.server.PrivateKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: e.pki.server.Certificate[0]})
+	return certPEM, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
 // CAPool is a pool holding the emulator CA.
 func (e *Emulator) CAPool() *x509.CertPool { return e.pki.pool.Clone() }
 
