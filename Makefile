@@ -14,7 +14,7 @@ PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GRPC       := v1.6.2
 GOLANGCI_VERSION      := v2.15.0
 
-.PHONY: all build plugins testplugins test test-short vet proto lint tools bench soak run conformance clean
+.PHONY: all build plugins testplugins benchbins test test-short vet proto lint tools bench soak run conformance clean
 
 all: build
 
@@ -34,6 +34,12 @@ plugins:
 testplugins:
 	@mkdir -p $(BIN)/testplugins
 	$(GO) build -o $(BIN)/testplugins/connector-reference ./testkit/cmd/connector-reference
+
+# Benchmark-only binaries (not loaded by `make run`).
+benchbins:
+	@mkdir -p $(BIN)/bench
+	$(GO) build -o $(BIN)/bench/connector-minimal ./testkit/cmd/minimalplugin
+	$(GO) build -o $(BIN)/bench/hostbench ./testkit/cmd/hostbench
 
 ## test: vet, then every test with the race detector (what CI runs)
 test: build vet
@@ -62,8 +68,8 @@ $(TOOLS)/golangci-lint:
 	GOBIN=$(TOOLS) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION)
 
 ## bench: the performance suite; prints tables with ratios (see docs/performance.md)
-bench: build
-	$(GO) run ./bench/cmd/hostbench
+bench: build benchbins
+	$(BIN)/bench/hostbench -minimal $(BIN)/bench/connector-minimal
 
 ## run: build, start the local emulators and the host with every plugin
 run: build

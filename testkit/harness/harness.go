@@ -142,10 +142,10 @@ func StartHost(t testing.TB, plugins []Plugin, configure ...func(*config.Config)
 	t.Helper()
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
+	cfg.LogLevel = "debug"
 	for _, c := range configure {
 		c(&cfg)
 	}
-	cfg.LogLevel = "debug"
 	cfg.LogFormat = "json"
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -1,0 +1,470 @@
+// Command hostbench is `make bench` for the host: in one run it measures a
+// capability call (the reference plugin's noop) four ways and prints the
+// ratios the project targets:
+//
+//	(a) raw:    a go-plugin gRPC call straight to the plugin process (floor)
+//	(b) router: the host's router in-process (a + routing)
+//	(c) http:   an HTTP call to a `connector-host serve` process
+//	(d) bare:   an HTTP call to a bare net/http no-op server process
+//
+// plus plugin cold start (launch + AutoMTLS handshake + Describe) and the
+// memory of the reference plugin, a minimal go-plugin plugin and the host.
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/connector-host/connector-host/host/router"
+	"github.com/connector-host/connector-host/host/supervisor"
+	"github.com/connector-host/connector-host/internal/envelope"
+	pb "github.com/connector-host/connector-host/proto/gen/connector/v1"
+)
+
+const bareEnv = "HOSTBENCH_BARE_ADDR"
+
+func main() {
+	if addr := os.Getenv(bareEnv); addr != "" {
+		serveBare(addr)
+		return
+	}
+	var o options
+	flag.StringVar(&o.reference, "reference", "bin/testplugins/connector-reference", "reference plugin binary")
+	flag.StringVar(&o.minimal, "minimal", "bin/bench/connector-minimal", "minimal go-plugin plugin binary")
+	flag.StringVar(&o.host, "host", "bin/connector-host", "connector-host binary")
+	flag.IntVar(&o.serial, "n", 5000, "serial calls per measurement")
+	flag.DurationVar(&o.duration, "duration", 3*time.Second, "duration of each concurrent measurement")
+	flag.IntVar(&o.coldRuns, "cold", 15, "cold starts to time")
+	flag.StringVar(&o.out, "out", "", "also write the report (markdown) to this file")
+	flag.Parse()
+	report, err := run(o)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "hostbench:", err)
+		os.Exit(1)
+	}
+	fmt.Print(report)
+	if o.out != "" {
+		if err := os.WriteFile(o.out, []byte(report), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "hostbench:", err)
+			os.Exit(1)
+		}
+	}
+}
+
+type options struct {
+	reference, minimal, host string
+	serial                   int
+	duration                 time.Duration
+	coldRuns                 int
+	out                      string
+}
+
+// result is one way of calling noop.
+type result struct {
+	name          string
+	p50, p99      time.Duration
+	rps16, rps64  float64
+	errors        int64
+	serialSamples int
+}
+
+// caller makes one call; it returns an error on failure.
+type caller func(ctx context.Context) error
+
+func measure(name string, call caller, o options) (result, error) {
+	ctx := context.Background()
+	for i := 0; i < 500; i++ { // warm up
+		if err := call(ctx); err != nil {
+			return result{}, fmt.Errorf("%s warm-up: %w", name, err)
+		}
+	}
+	lat := make([]time.Duration, o.serial)
+	for i := range lat {
+		start := time.Now()
+		if err := call(ctx); err != nil {
+			return result{}, fmt.Errorf("%s: %w", name, err)
+		}
+		lat[i] = time.Since(start)
+	}
+	sort.Slice(lat, func(a, b int) bool { return lat[a] < lat[b] })
+	r := result{name: name, p50: lat[len(lat)/2], p99: lat[len(lat)*99/100], serialSamples: len(lat)}
+	var errs int64
+	r.rps16, errs = throughput(call, 16, o.duration)
+	r.errors += errs
+	r.rps64, errs = throughput(call, 64, o.duration)
+	r.errors += errs
+	return r, nil
+}
+
+func throughput(call caller, workers int, d time.Duration) (float64, int64) {
+	var n, errs atomic.Int64
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				if err := call(context.Background()); err != nil {
+					errs.Add(1)
+					continue
+				}
+				n.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	return float64(n.Load()) / time.Since(start).Seconds(), errs.Load()
+}
+
+func run(o options) (string, error) {
+	for _, p := range []string{o.reference, o.minimal, o.host} {
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("%s: %w (run `make build` first)", p, err)
+		}
+	}
+	ref, err := supervisor.FromPath(o.reference)
+	if err != nil {
+		return "", err
+	}
+	ref.AppID = "reference"
+
+	// Cold start.
+	var colds []time.Duration
+	for i := 0; i < o.coldRuns; i++ {
+		s := supervisor.New(supervisor.Options{Binary: ref})
+		start := time.Now()
+		if err := s.Start(context.Background()); err != nil {
+			return "", fmt.Errorf("cold start: %w", err)
+		}
+		colds = append(colds, time.Since(start))
+		s.Stop()
+	}
+	sort.Slice(colds, func(a, b int) bool { return colds[a] < colds[b] })
+
+	// (a) raw and (b) router, on one plugin process.
+	sup := supervisor.New(supervisor.Options{Binary: ref})
+	if err := sup.Start(context.Background()); err != nil {
+		return "", err
+	}
+	defer sup.Stop()
+	inst, err := sup.Acquire(context.Background())
+	if err != nil {
+		return "", err
+	}
+	raw := pb.NewConnectorClient(inst.Conn.Conn())
+	rawCall := func(ctx context.Context) error {
+		resp, err := raw.Invoke(ctx, &pb.InvokeRequest{Capability: "noop", Request: []byte("{}"), RequestId: "bench"})
+		if err != nil {
+			return err
+		}
+		if resp.GetError() != nil {
+			return fmt.Errorf("%s", resp.GetError().GetMessage())
+		}
+		return nil
+	}
+	rt := router.New()
+	if err := rt.Add("reference", sup, router.ConnectorOptions{}); err != nil {
+		return "", err
+	}
+	routerCall := func(ctx context.Context) error {
+		env, err := envelope.Parse([]byte(`{"request":{}}`))
+		if err != nil {
+			return err
+		}
+		_, f := rt.Invoke(ctx, &router.Request{AppID: "reference", Capability: "noop", Envelope: env, RequestID: "bench"})
+		if f != nil {
+			return f
+		}
+		return nil
+	}
+
+	// (c) connector-host serve, and (d) a bare net/http server, each its own process.
+	hostProc, hostURL, err := startServe(o)
+	if err != nil {
+		return "", err
+	}
+	defer stopProc(hostProc)
+	bareProc, bareURL, err := startBare()
+	if err != nil {
+		return "", err
+	}
+	defer stopProc(bareProc)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 128, MaxIdleConns: 256}, Timeout: 30 * time.Second}
+	post := func(url string) caller {
+		body := []byte(`{"request":{}}`)
+		return func(ctx context.Context) error {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := client.Do(req)
+			if err != nil {
+				return err
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				return fmt.Errorf("HTTP %d", resp.StatusCode)
+			}
+			return nil
+		}
+	}
+
+	var results []result
+	for _, m := range []struct {
+		name string
+		call caller
+	}{
+		{"(a) raw go-plugin gRPC", rawCall},
+		{"(b) router in-process", routerCall},
+		{"(c) HTTP → connector-host serve", post(hostURL + "/v1/connectors/reference/noop")},
+		{"(d) bare net/http no-op", post(bareURL + "/noop")},
+	} {
+		r, err := measure(m.name, m.call, o)
+		if err != nil {
+			return "", err
+		}
+		results = append(results, r)
+	}
+
+	// Memory after load.
+	refRSS := rssKB(inst.PID())
+	hostRSS := rssKB(hostProc.Process.Pid)
+	servedPlugin := childRSS(hostProc.Process.Pid)
+	minBin, err := supervisor.FromPath(o.minimal)
+	if err != nil {
+		return "", err
+	}
+	minBin.AppID = "minimal"
+	minSup := supervisor.New(supervisor.Options{Binary: minBin})
+	if err := minSup.Start(context.Background()); err != nil {
+		return "", fmt.Errorf("minimal plugin: %w", err)
+	}
+	defer minSup.Stop()
+	minInst, _ := minSup.Acquire(context.Background())
+	minRaw := pb.NewConnectorClient(minInst.Conn.Conn())
+	// The same load as the reference plugin had under (a) and (b), so that
+	// both are compared "after load".
+	minCall := func(ctx context.Context) error {
+		_, err := minRaw.Invoke(ctx, &pb.InvokeRequest{Capability: "noop", Request: []byte("{}")})
+		return err
+	}
+	for i := 0; i < 2; i++ {
+		if _, err := measure("minimal", minCall, o); err != nil {
+			return "", err
+		}
+	}
+	minRSS := rssKB(minInst.PID())
+
+	return format(o, results, colds, refRSS, servedPlugin, minRSS, hostRSS), nil
+}
+
+func format(o options, rs []result, colds []time.Duration, refRSS, servedRSS, minRSS, hostRSS int) string {
+	a, b, c, d := rs[0], rs[1], rs[2], rs[3]
+	var s strings.Builder
+	fmt.Fprintf(&s, "## Host: noop through every layer\n\n")
+	fmt.Fprintf(&s, "Machine: %s; %d CPUs; %s; GOMAXPROCS=%d. %d serial calls per row, %v per concurrent run.\n\n",
+		machine(), runtime.NumCPU(), runtime.Version(), runtime.GOMAXPROCS(0), o.serial, o.duration)
+	fmt.Fprintf(&s, "| path | p50 | p99 | calls/s @16 | calls/s @64 | errors |\n|---|---|---|---|---|---|\n")
+	for _, r := range rs {
+		fmt.Fprintf(&s, "| %s | %s | %s | %.0f | %.0f | %d |\n", r.name, us(r.p50), us(r.p99), r.rps16, r.rps64, r.errors)
+	}
+	floorP50 := d.p50 + a.p50
+	floorRPS := 1 / (1/d.rps64 + 1/a.rps64)
+	fmt.Fprintf(&s, "\n| target | measured | goal | |\n|---|---|---|---|\n")
+	row := func(name string, v, goal float64, le bool) {
+		ok := v <= goal
+		if !le {
+			ok = v >= goal
+		}
+		mark := "met"
+		if !ok {
+			mark = "**missed**"
+		}
+		cmp := "≤"
+		if !le {
+			cmp = "≥"
+		}
+		fmt.Fprintf(&s, "| %s | %.2f | %s %.2f | %s |\n", name, v, cmp, goal, mark)
+	}
+	row("(b) p50 / (a) p50", ratio(b.p50, a.p50), 1.15, true)
+	row("(c) p50 / ((d) p50 + (a) p50)", ratio(c.p50, floorP50), 1.2, true)
+	row("(c) calls/s @64 / (1/(1/(d) + 1/(a)))", c.rps64/floorRPS, 0.8, false)
+	row("(c) p50 / (a) p50 (issue 2, superseded)", ratio(c.p50, a.p50), 1.5, true)
+	row("(c) calls/s @64 / (a) calls/s @64 (issue 2, superseded)", c.rps64/a.rps64, 0.6, false)
+	row("cold start p50, ms", ms(colds[len(colds)/2]), 60, true)
+	row("reference plugin RSS / minimal go-plugin plugin RSS", float64(refRSS)/float64(minRSS), 1.25, true)
+	fmt.Fprintf(&s, "\nCold start (launch + AutoMTLS handshake + Describe), %d runs: p50 %.1f ms, max %.1f ms.\n",
+		len(colds), ms(colds[len(colds)/2]), ms(colds[len(colds)-1]))
+	fmt.Fprintf(&s, "Memory after the runs above (VmRSS): reference plugin %s (the one under `serve`: %s), minimal go-plugin plugin %s, host (`serve`) %s.\n",
+		mib(refRSS), mib(servedRSS), mib(minRSS), mib(hostRSS))
+	return s.String()
+}
+
+func ratio(x, y time.Duration) float64 { return float64(x) / float64(y) }
+func us(d time.Duration) string         { return fmt.Sprintf("%.0f µs", float64(d)/1e3) }
+func ms(d time.Duration) float64        { return float64(d) / 1e6 }
+func mib(kb int) string                 { return fmt.Sprintf("%.1f MiB", float64(kb)/1024) }
+
+func machine() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return runtime.GOOS + "/" + runtime.GOARCH
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "model name") {
+			if _, v, ok := strings.Cut(line, ":"); ok {
+				return strings.TrimSpace(v) + ", " + runtime.GOOS + "/" + runtime.GOARCH
+			}
+		}
+	}
+	return runtime.GOOS + "/" + runtime.GOARCH
+}
+
+// rssKB reads VmRSS of pid in KiB.
+func rssKB(pid int) int {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			f := strings.Fields(line)
+			if len(f) >= 2 {
+				n, _ := strconv.Atoi(f[1])
+				return n
+			}
+		}
+	}
+	return 0
+}
+
+// childRSS is the RSS of the first child process of pid.
+func childRSS(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	if err != nil {
+		return 0
+	}
+	for _, f := range strings.Fields(string(b)) {
+		if c, err := strconv.Atoi(f); err == nil {
+			return rssKB(c)
+		}
+	}
+	return 0
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+func startServe(o options) (*exec.Cmd, string, error) {
+	dir, err := os.MkdirTemp("", "hostbench-plugins-")
+	if err != nil {
+		return nil, "", err
+	}
+	abs, _ := filepath.Abs(o.reference)
+	if err := os.Symlink(abs, filepath.Join(dir, "connector-reference")); err != nil {
+		return nil, "", err
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, "", err
+	}
+	cmd := exec.Command(o.host, "serve", "--plugins", dir, "--data", filepath.Join(dir, "data"), "--listen", addr, "--log-level", "warn")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, "", err
+	}
+	url := "http://" + addr
+	if err := waitHTTP(url + "/readyz"); err != nil {
+		stopProc(cmd)
+		return nil, "", fmt.Errorf("connector-host serve: %w", err)
+	}
+	return cmd, url, nil
+}
+
+func startBare() (*exec.Cmd, string, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, "", err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, "", err
+	}
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), bareEnv+"="+addr)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, "", err
+	}
+	url := "http://" + addr
+	if err := waitHTTP(url + "/healthz"); err != nil {
+		stopProc(cmd)
+		return nil, "", err
+	}
+	return cmd, url, nil
+}
+
+func waitHTTP(url string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%s did not answer 200 within 30s", url)
+}
+
+func stopProc(cmd *exec.Cmd) {
+	_ = cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+	}
+}
+
+// serveBare is the (d) baseline: a net/http server that reads the body and
+// answers a fixed JSON envelope.
+func serveBare(addr string) {
+	resp := []byte(`{"response":{},"raw_data":null,"page":null}` + "\n")
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(200) })
+	mux.HandleFunc("/noop", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(resp)
+	})
+	if err := http.ListenAndServe(addr, mux); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
