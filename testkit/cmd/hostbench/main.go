@@ -318,9 +318,9 @@ func format(o options, rs []result, colds []time.Duration, refRSS, servedRSS, mi
 }
 
 func ratio(x, y time.Duration) float64 { return float64(x) / float64(y) }
-func us(d time.Duration) string         { return fmt.Sprintf("%.0f µs", float64(d)/1e3) }
-func ms(d time.Duration) float64        { return float64(d) / 1e6 }
-func mib(kb int) string                 { return fmt.Sprintf("%.1f MiB", float64(kb)/1024) }
+func us(d time.Duration) string        { return fmt.Sprintf("%.0f µs", float64(d)/1e3) }
+func ms(d time.Duration) float64       { return float64(d) / 1e6 }
+func mib(kb int) string                { return fmt.Sprintf("%.1f MiB", float64(kb)/1024) }
 
 func machine() string {
 	b, err := os.ReadFile("/proc/cpuinfo")
