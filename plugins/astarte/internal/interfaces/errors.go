@@ -6,12 +6,12 @@ import (
 	"strings"
 )
 
-// ErrInvalid is matched (errors.Is) by every *Error: an interface definition,
-// a data path or a value that breaks an Astarte rule.
+// ErrInvalid is matched (errors.Is) by every *Error that is not NotFound: an
+// interface definition, a data path or a value that breaks an Astarte rule.
 var ErrInvalid = errors.New("invalid")
 
 // ErrNotFound is matched by errors for an interface that is not in the
-// introspection or a path that matches no mapping.
+// introspection.
 var ErrNotFound = errors.New("not found")
 
 // Error describes what is wrong with an interface definition, a data path or
@@ -25,7 +25,8 @@ type Error struct {
 	Path string
 	// Reason says what rule is broken.
 	Reason string
-	// NotFound is set when the interface or the mapping does not exist.
+	// NotFound is set when the interface is not in the introspection (a
+	// path that matches no mapping is invalid, not missing).
 	NotFound bool
 }
 

@@ -122,7 +122,7 @@ func (i *Interface) Lookup(path string) (*Mapping, error) {
 			return m, nil
 		}
 	}
-	return nil, notFound(i.Name, path, "no mapping matches the path")
+	return nil, PathError(i.Name, path, "no mapping matches the path")
 }
 
 // LookupObject checks the base path of an object-aggregated interface (the
@@ -137,7 +137,7 @@ func (i *Interface) LookupObject(path string) (map[string]*Mapping, error) {
 		return nil, err
 	}
 	if len(parts) != len(i.prefix) || !matchSegments(i.prefix, parts) {
-		return nil, notFound(i.Name, path, "path does not match the object base path %q", joinSegments(i.prefix))
+		return nil, PathError(i.Name, path, "path does not match the object base path %q", joinSegments(i.prefix))
 	}
 	return i.byKey, nil
 }
@@ -151,7 +151,7 @@ func (i *Interface) MappingFor(path string) (*Mapping, error) {
 	}
 	cut := strings.LastIndexByte(path, '/')
 	if cut <= 0 {
-		return nil, notFound(i.Name, path, "no mapping matches the path")
+		return nil, PathError(i.Name, path, "no mapping matches the path")
 	}
 	byKey, err := i.LookupObject(path[:cut])
 	if err != nil {
@@ -159,7 +159,7 @@ func (i *Interface) MappingFor(path string) (*Mapping, error) {
 	}
 	m, ok := byKey[path[cut+1:]]
 	if !ok {
-		return nil, notFound(i.Name, path, "no mapping matches the path")
+		return nil, PathError(i.Name, path, "no mapping matches the path")
 	}
 	return m, nil
 }

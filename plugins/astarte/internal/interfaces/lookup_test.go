@@ -36,9 +36,9 @@ func TestLookup(t *testing.T) {
 		{"/s#/enable", "", "must not contain", false},
 		{"/s\x00/enable", "", "must not contain", false},
 		{"/\xff/enable", "", "UTF-8", false},
-		{"/s1/other", "", "no mapping matches", true},
-		{"/s1", "", "no mapping matches", true},
-		{"/global/name/x", "", "no mapping matches", true},
+		{"/s1/other", "", "no mapping matches", false},
+		{"/s1", "", "no mapping matches", false},
+		{"/global/name/x", "", "no mapping matches", false},
 	}
 	for _, tc := range cases {
 		m, err := i.Lookup(tc.path)
@@ -80,7 +80,7 @@ func TestLookupObject(t *testing.T) {
 	if err != nil || m.Endpoint != "/%{id}/longitude" {
 		t.Fatalf("MappingFor = %v %v", m, err)
 	}
-	if _, err := o.MappingFor("/gps1/altitude"); !errors.Is(err, ErrNotFound) {
+	if _, err := o.MappingFor("/gps1/altitude"); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("MappingFor unknown key = %v", err)
 	}
 	ind := mustParse(t, serverProps)
