@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"syscall"
@@ -71,6 +72,9 @@ func servePlugin(integ *Integration) int {
 		os.Exit(0)
 	}()
 	go exitWithParent(integ)
+	// Schema generation and compilation at start-up leave garbage behind;
+	// hand it back to the OS before serving.
+	debug.FreeOSMemory()
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig:  wire.Handshake,
 		VersionedPlugins: wire.PluginSets(&connector{integ: integ}, nil),

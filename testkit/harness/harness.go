@@ -7,6 +7,8 @@ package harness
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -28,9 +30,8 @@ import (
 )
 
 var (
-	buildMu  sync.Mutex
-	built    = map[string]string{}
-	buildDir string
+	buildMu sync.Mutex
+	built   = map[string]string{}
 )
 
 // ModuleRoot returns the repository root (the directory of go.mod).
@@ -39,9 +40,11 @@ func ModuleRoot() string {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
-// Build compiles the main package pkg (an import path below the module,
-// e.g. "./testkit/cmd/connector-reference") into a binary named name and
-// returns its path. Each package is built once per test process.
+// Build compiles the main package pkg (a path below the module root, e.g.
+// "./testkit/cmd/connector-reference") into a binary named name and returns
+// its path. Each package is built once per test process, into a fixed
+// directory under the system temp dir (so runs do not pile up binaries);
+// the binary is replaced atomically, so concurrent test processes are safe.
 func Build(t testing.TB, pkg, name string) string {
 	t.Helper()
 	buildMu.Lock()
@@ -50,23 +53,22 @@ func Build(t testing.TB, pkg, name string) string {
 	if p, ok := built[key]; ok {
 		return p
 	}
-	if buildDir == "" {
-		d, err := os.MkdirTemp("", "connector-host-test-bin-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		buildDir = d
-	}
-	dir := filepath.Join(buildDir, fmt.Sprint(len(built)))
+	sum := sha256.Sum256([]byte(ModuleRoot() + "\x00" + key))
+	dir := filepath.Join(os.TempDir(), "connector-host-test-bin", hex.EncodeToString(sum[:8]))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, name)
-	cmd := exec.Command(goTool(), "build", "-o", out, pkg)
+	tmp := fmt.Sprintf("%s.tmp-%d", out, os.Getpid())
+	cmd := exec.Command(goTool(), "build", "-o", tmp, pkg)
 	cmd.Dir = ModuleRoot()
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
+		_ = os.Remove(tmp)
 		t.Fatalf("building %s: %v\n%s", pkg, err, b)
+	}
+	if err := os.Rename(tmp, out); err != nil {
+		t.Fatal(err)
 	}
 	built[key] = out
 	return out
