@@ -100,8 +100,9 @@ type Device struct {
 	poke      chan struct{}
 	connWait  chan struct{} // closed and replaced on every state change
 
-	subsMu sync.Mutex
-	subs   map[*Subscription]struct{}
+	subsMu      sync.Mutex
+	subs        map[*Subscription]struct{}
+	subsChanged chan struct{} // closed and replaced when a subscription is added
 
 	stats statsCounters
 }

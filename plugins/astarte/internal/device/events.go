@@ -1,6 +1,7 @@
 package device
 
 import (
+	"context"
 	"sync"
 	"time"
 )
@@ -61,8 +62,34 @@ func (d *Device) Subscribe(buffer int) *Subscription {
 	}
 	d.subsMu.Lock()
 	d.subs[s] = struct{}{}
+	if d.subsChanged != nil {
+		close(d.subsChanged)
+	}
+	d.subsChanged = make(chan struct{})
 	d.subsMu.Unlock()
 	return s
+}
+
+// WaitSubscribers blocks until the device has at least n subscriptions or
+// ctx ends.
+func (d *Device) WaitSubscribers(ctx context.Context, n int) error {
+	for {
+		d.subsMu.Lock()
+		have := len(d.subs)
+		if d.subsChanged == nil {
+			d.subsChanged = make(chan struct{})
+		}
+		ch := d.subsChanged
+		d.subsMu.Unlock()
+		if have >= n {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // Events is the channel of events; it is closed by Close or when the device

@@ -254,7 +254,9 @@ func toInt(v any) (n int64, ok, exact bool) {
 		if x != math.Trunc(x) || math.IsInf(x, 0) || math.IsNaN(x) {
 			return 0, false, false
 		}
-		return int64(x), true, x >= -maxSafeFloatInt && x <= maxSafeFloatInt
+		// Beyond 2^53 a float64 no longer holds every integer: the value
+		// may already have been rounded while decoding JSON.
+		return int64(x), true, x > -maxSafeFloatInt && x < maxSafeFloatInt
 	case float32:
 		return toInt(float64(x))
 	case json.Number:

@@ -199,3 +199,22 @@ func (s *Store) DeleteMeta(ctx context.Context, device, key string) error {
 	_, err := s.db.ExecContext(ctx, `DELETE FROM meta WHERE device = ? AND key = ?`, device, key)
 	return wrap("delete meta", err)
 }
+
+// DevicesWithMeta returns, for every device that has a value for key, that
+// value keyed by device.
+func (s *Store) DevicesWithMeta(ctx context.Context, key string) (map[string]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT device, value FROM meta WHERE key = ?`, key)
+	if err != nil {
+		return nil, wrap("meta", err)
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var d, v string
+		if err := rows.Scan(&d, &v); err != nil {
+			return nil, wrap("meta", err)
+		}
+		out[d] = v
+	}
+	return out, wrap("meta", rows.Err())
+}

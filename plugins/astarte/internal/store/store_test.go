@@ -265,6 +265,9 @@ func TestMeta(t *testing.T) {
 	if err != nil || len(got) != 2 || got["interface:a.B"] != "interface:a.B!" || got["interface:c.D"] != "interface:c.D!" {
 		t.Fatalf("MetaPrefix = %v %v", got, err)
 	}
+	if all, err := s.DevicesWithMeta(ctx, "other"); err != nil || len(all) != 1 || all["d"] != "other!" {
+		t.Fatalf("DevicesWithMeta = %v %v", all, err)
+	}
 	if err := s.DeleteMeta(ctx, "d", "interface:a.B"); err != nil {
 		t.Fatal(err)
 	}

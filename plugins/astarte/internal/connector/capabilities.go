@@ -1,0 +1,602 @@
+package connector
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/connector-host/connector-host/plugins/astarte/internal/device"
+	"github.com/connector-host/connector-host/plugins/astarte/internal/interfaces"
+	"github.com/connector-host/connector-host/plugins/astarte/internal/pairing"
+	"github.com/connector-host/connector-host/sdk"
+)
+
+// DeviceRequest names a device.
+type DeviceRequest struct {
+	DeviceID string `json:"device_id" jsonschema:"pattern=^[A-Za-z0-9_-]{22}$,description=Astarte device id (22 characters of base64url)"`
+}
+
+// GenerateDeviceIDRequest is the request of generate_device_id.
+type GenerateDeviceIDRequest struct {
+	Namespace string `json:"namespace,omitempty" jsonschema:"description=UUID namespace: with data the id is UUIDv5(namespace\\, data); without data a random UUIDv4"`
+	Data      string `json:"data,omitempty" jsonschema:"description=Unique device data (e.g. a serial number) for UUIDv5"`
+}
+
+// DeviceIDResponse carries a device id.
+type DeviceIDResponse struct {
+	DeviceID string `json:"device_id"`
+}
+
+// RegisterRequest is the request of register_device.
+type RegisterRequest struct {
+	DeviceID string `json:"device_id" jsonschema:"pattern=^[A-Za-z0-9_-]{22}$"`
+	// RealmPrivateKey signs a short-lived registration JWT when no JWT is
+	// given in auth.jwt.
+	RealmPrivateKey sdk.Secret `json:"realm_private_key,omitempty" jsonschema:"description=Realm private key (PEM) to sign a short-lived registration JWT when auth.jwt is not given"`
+	// RealmPrivateKeyFile is the same, read from a file.
+	RealmPrivateKeyFile string `json:"realm_private_key_file,omitempty" jsonschema:"description=File holding the realm private key (PEM)"`
+	// InitialIntrospection sends the device's current interfaces.
+	InitialIntrospection bool `json:"initial_introspection,omitempty" jsonschema:"description=Send the device's interfaces as initial_introspection"`
+}
+
+// RegisterResponse is the response of register_device. The credentials
+// secret is stored in the plugin's data dir and never returned.
+type RegisterResponse struct {
+	DeviceID          string `json:"device_id"`
+	CredentialsStored bool   `json:"credentials_stored"`
+}
+
+// CertificateResponse describes the stored certificate.
+type CertificateResponse struct {
+	DeviceID  string    `json:"device_id"`
+	Subject   string    `json:"subject"`
+	NotBefore time.Time `json:"not_before"`
+	NotAfter  time.Time `json:"not_after"`
+}
+
+// HasCertificateResponse is the response of device_has_certificate.
+type HasCertificateResponse struct {
+	HasCertificate bool `json:"has_certificate"`
+}
+
+// CertificateValidRequest is the request of certificate_is_valid.
+type CertificateValidRequest struct {
+	DeviceID string `json:"device_id" jsonschema:"pattern=^[A-Za-z0-9_-]{22}$"`
+	// Remote also asks Astarte (credentials/verify).
+	Remote bool `json:"remote,omitempty" jsonschema:"description=Also ask Astarte to verify the certificate"`
+}
+
+// CertificateValidResponse is the response of certificate_is_valid.
+type CertificateValidResponse struct {
+	Valid  bool   `json:"valid"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// TransportInfoResponse is the response of get_transport_info.
+type TransportInfoResponse struct {
+	Version   string                     `json:"version"`
+	Status    string                     `json:"status"`
+	BrokerURL string                     `json:"broker_url"`
+	Protocols map[string]json.RawMessage `json:"protocols"`
+}
+
+// AddInterfaceRequest is the request of add_interface.
+type AddInterfaceRequest struct {
+	DeviceID  string         `json:"device_id" jsonschema:"pattern=^[A-Za-z0-9_-]{22}$"`
+	Interface map[string]any `json:"interface,omitempty" jsonschema:"description=The interface definition (JSON object)"`
+	File      string         `json:"file,omitempty" jsonschema:"description=Path of an interface JSON file (instead of interface)"`
+}
+
+// InterfaceInfo summarises an interface.
+type InterfaceInfo struct {
+	Name        string                 `json:"interface_name"`
+	Major       int                    `json:"version_major"`
+	Minor       int                    `json:"version_minor"`
+	Type        interfaces.Type        `json:"type"`
+	Ownership   interfaces.Ownership   `json:"ownership"`
+	Aggregation interfaces.Aggregation `json:"aggregation"`
+	Mappings    int                    `json:"mappings"`
+}
+
+// RemoveInterfaceRequest is the request of remove_interface.
+type RemoveInterfaceRequest struct {
+	DeviceID      string `json:"device_id" jsonschema:"pattern=^[A-Za-z0-9_-]{22}$"`
+	InterfaceName string `json:"interface_name" jsonschema:"minLength=1"`
+}
+
+// ListInterfacesResponse is the response of list_interfaces.
+type ListInterfacesResponse struct {
+	Interfaces    []InterfaceInfo `json:"interfaces"`
+	Introspection string          `json:"introspection"`
+}
+
+// ConnectRequest is the request of connect.
+type ConnectRequest struct {
+	DeviceID  string `json:"device_id" jsonschema:"pattern=^[A-Za-z0-9_-]{22}$"`
+	Transport string `json:"transport,omitempty" jsonschema:"enum=mqtt,description=Transport (default mqtt)"`
+	// Wait waits until the device is connected and its offline queues are
+	// delivered (or TimeoutMS passes).
+	Wait      bool `json:"wait,omitempty" jsonschema:"description=Wait until connected and the offline queues are delivered"`
+	TimeoutMS int  `json:"timeout_ms,omitempty" jsonschema:"minimum=0,maximum=600000,description=How long wait waits (default 30000)"`
+}
+
+// SendRequest is the request of send and send_aggregate.
+type SendRequest struct {
+	DeviceID  string     `json:"device_id" jsonschema:"pattern=^[A-Za-z0-9_-]{22}$"`
+	Interface string     `json:"interface" jsonschema:"minLength=1"`
+	Path      string     `json:"path" jsonschema:"minLength=1,description=Concrete path; for send_aggregate the object's base path"`
+	Value     jsonValue  `json:"value" jsonschema:"description=The value (send_aggregate: an object keyed by the last endpoint segment). longinteger may be a string; binaryblob base64; datetime RFC 3339."`
+	Timestamp *time.Time `json:"timestamp,omitempty" jsonschema:"description=Explicit timestamp (required when the mapping has explicit_timestamp)"`
+}
+
+// PropertyRequest is the request of set_property.
+type PropertyRequest struct {
+	DeviceID  string    `json:"device_id" jsonschema:"pattern=^[A-Za-z0-9_-]{22}$"`
+	Interface string    `json:"interface" jsonschema:"minLength=1"`
+	Path      string    `json:"path" jsonschema:"minLength=1"`
+	Value     jsonValue `json:"value"`
+}
+
+// PropertyPathRequest is the request of unset_property and get_property.
+type PropertyPathRequest struct {
+	DeviceID  string `json:"device_id" jsonschema:"pattern=^[A-Za-z0-9_-]{22}$"`
+	Interface string `json:"interface" jsonschema:"minLength=1"`
+	Path      string `json:"path" jsonschema:"minLength=1"`
+}
+
+// DeliveryResponse says what happened to a message.
+type DeliveryResponse struct {
+	Delivery device.Delivery `json:"delivery"`
+}
+
+// GetPropertyResponse is the response of get_property.
+type GetPropertyResponse struct {
+	Set   bool `json:"set"`
+	Value any  `json:"value"`
+}
+
+// ListPropertiesRequest is the request of list_properties.
+type ListPropertiesRequest struct {
+	DeviceID  string `json:"device_id" jsonschema:"pattern=^[A-Za-z0-9_-]{22}$"`
+	Interface string `json:"interface,omitempty" jsonschema:"description=Only this interface"`
+}
+
+// ListPropertiesResponse is the response of list_properties.
+type ListPropertiesResponse struct {
+	Properties []device.PropertyValue `json:"properties"`
+}
+
+// SubscribeRequest is the request of subscribe.
+type SubscribeRequest struct {
+	DeviceID string `json:"device_id" jsonschema:"pattern=^[A-Za-z0-9_-]{22}$"`
+	// Types filters the events (default all).
+	Types     []string `json:"types,omitempty" jsonschema:"description=Event types to receive (connected\\, disconnected\\, data_received\\, property_unset); default all"`
+	MaxEvents int      `json:"max_events,omitempty" jsonschema:"minimum=0,description=End the stream after this many events (0: no limit)"`
+	TimeoutMS int      `json:"timeout_ms,omitempty" jsonschema:"minimum=0,description=End the stream after this long (0: when the caller goes away)"`
+}
+
+func register(integ *sdk.Integration, p *plugin) {
+	sdk.Register(integ, "generate_device_id", p.generateDeviceID, sdk.WithDescription("A device id: UUIDv5 of namespace and data, or a random UUIDv4"))
+	sdk.Register(integ, "register_device", p.registerDevice, sdk.WithDescription("Register a device with the Pairing API (JWT in auth.jwt, or signed with the realm private key); the credentials secret is stored"))
+	sdk.Register(integ, "obtain_device_certificate", p.obtainCertificate, sdk.WithDescription("Create the device key if needed, send a CSR and store the certificate"))
+	sdk.Register(integ, "verify_device_certificate", p.verifyCertificate, sdk.WithDescription("Ask Astarte to verify the stored certificate"))
+	sdk.Register(integ, "device_has_certificate", p.hasCertificate, sdk.WithDescription("Whether a certificate is stored for the device"))
+	sdk.Register(integ, "certificate_is_valid", p.certificateIsValid, sdk.WithDescription("Check the stored certificate locally (validity period, key match), optionally also with Astarte"))
+	sdk.Register(integ, "get_transport_info", p.transportInfo, sdk.WithDescription("Device status and transport information (broker URL) from the Pairing API"))
+	sdk.Register(integ, "add_interface", p.addInterface, sdk.WithDescription("Add an interface (JSON object or file) to the device"))
+	sdk.Register(integ, "remove_interface", p.removeInterface, sdk.WithDescription("Remove an interface and its stored properties"))
+	sdk.Register(integ, "list_interfaces", p.listInterfaces, sdk.WithDescription("The device's interfaces and introspection"))
+	sdk.Register(integ, "connect", p.connectCap, sdk.WithDescription("Connect the device (MQTT v1 over TLS); it reconnects by itself until disconnect"))
+	sdk.Register(integ, "disconnect", p.disconnect, sdk.WithDescription("Disconnect the device and stop reconnecting"))
+	sdk.Register(integ, "status", p.status, sdk.WithDescription("Connection state, queues and counters"))
+	sdk.Register(integ, "send", p.send, sdk.WithDescription("Send a value on an individual datastream"))
+	sdk.Register(integ, "send_aggregate", p.sendAggregate, sdk.WithDescription("Send an object on an object-aggregated datastream"))
+	sdk.Register(integ, "set_property", p.setProperty, sdk.WithDescription("Set a device-owned property"))
+	sdk.Register(integ, "unset_property", p.unsetProperty, sdk.WithDescription("Unset a device-owned property (allow_unset)"))
+	sdk.Register(integ, "get_property", p.getProperty, sdk.WithDescription("A stored property value"))
+	sdk.Register(integ, "list_properties", p.listProperties, sdk.WithDescription("The stored properties"))
+	sdk.RegisterStream(integ, "subscribe", p.subscribe, sdk.WithDescription("Stream the device's events: connected, disconnected, data_received, property_unset"))
+}
+
+func (p *plugin) generateDeviceID(_ context.Context, req sdk.Request[GenerateDeviceIDRequest]) (DeviceIDResponse, error) {
+	a := req.Args
+	if a.Namespace == "" && a.Data == "" {
+		id, err := pairing.NewDeviceID()
+		return DeviceIDResponse{DeviceID: id}, err
+	}
+	if a.Namespace == "" || a.Data == "" {
+		return DeviceIDResponse{}, sdk.NewError(sdk.BadRequest, "request: namespace and data go together (or give neither for a random id)")
+	}
+	ns, err := uuid.Parse(a.Namespace)
+	if err != nil {
+		return DeviceIDResponse{}, sdk.Errorf(sdk.BadRequest, "request.namespace: not a UUID: %v", err)
+	}
+	return DeviceIDResponse{DeviceID: pairing.DeviceIDFromNamespace(ns, a.Data)}, nil
+}
+
+func (p *plugin) registerDevice(ctx context.Context, req sdk.Request[RegisterRequest]) (RegisterResponse, error) {
+	c, err := decodeSettings(req.Envelope)
+	if err != nil {
+		return RegisterResponse{}, err
+	}
+	prov, err := p.provisioner(c)
+	if err != nil {
+		return RegisterResponse{}, err
+	}
+	a := req.Args
+	if err := pairing.ValidateDeviceID(a.DeviceID); err != nil {
+		return RegisterResponse{}, sdk.Errorf(sdk.BadRequest, "request.device_id: %v", err)
+	}
+	var token string
+	switch {
+	case req.Auth.JWT != nil:
+		token = req.Auth.JWT.Token.Reveal()
+	case a.RealmPrivateKey != "" || a.RealmPrivateKeyFile != "":
+		key := []byte(a.RealmPrivateKey.Reveal())
+		if a.RealmPrivateKeyFile != "" {
+			if key, err = readKeyFile(a.RealmPrivateKeyFile); err != nil {
+				return RegisterResponse{}, err
+			}
+		}
+		if token, err = pairing.NewRegistrationJWT(key, pairing.DefaultRegistrationTTL, time.Now()); err != nil {
+			return RegisterResponse{}, sdk.Errorf(sdk.BadRequest, "request: %v", err)
+		}
+	default:
+		return RegisterResponse{}, sdk.NewError(sdk.BadRequest, "a registration JWT (auth.jwt) or the realm private key (request.realm_private_key or realm_private_key_file) is required")
+	}
+	var intro map[string]pairing.IntrospectionVersion
+	if a.InitialIntrospection {
+		d, err := p.device(ctx, c, a.DeviceID)
+		if err != nil {
+			return RegisterResponse{}, err
+		}
+		intro = map[string]pairing.IntrospectionVersion{}
+		for _, i := range d.Interfaces() {
+			intro[i.Name] = pairing.IntrospectionVersion{Major: i.Major, Minor: i.Minor}
+		}
+	}
+	if err := prov.Register(ctx, a.DeviceID, token, intro); err != nil {
+		return RegisterResponse{}, err
+	}
+	return RegisterResponse{DeviceID: a.DeviceID, CredentialsStored: true}, nil
+}
+
+func readKeyFile(path string) ([]byte, error) {
+	b, err := readFileLimited(path, 1<<20)
+	if err != nil {
+		return nil, sdk.Errorf(sdk.BadRequest, "request.realm_private_key_file: %v", err)
+	}
+	return b, nil
+}
+
+func (p *plugin) deviceProvisioner(env *sdk.Envelope, id string) (*pairing.Provisioner, error) {
+	c, err := decodeSettings(env)
+	if err != nil {
+		return nil, err
+	}
+	if err := pairing.ValidateDeviceID(id); err != nil {
+		return nil, sdk.Errorf(sdk.BadRequest, "request.device_id: %v", err)
+	}
+	return p.provisioner(c)
+}
+
+func (p *plugin) obtainCertificate(ctx context.Context, req sdk.Request[DeviceRequest]) (CertificateResponse, error) {
+	prov, err := p.deviceProvisioner(req.Envelope, req.Args.DeviceID)
+	if err != nil {
+		return CertificateResponse{}, err
+	}
+	if err := prov.ObtainCertificate(ctx, req.Args.DeviceID); err != nil {
+		return CertificateResponse{}, err
+	}
+	cert, err := prov.Store.Certificate(prov.Realm, req.Args.DeviceID)
+	if err != nil {
+		return CertificateResponse{}, err
+	}
+	return CertificateResponse{DeviceID: req.Args.DeviceID, Subject: cert.Subject.String(), NotBefore: cert.NotBefore.UTC(), NotAfter: cert.NotAfter.UTC()}, nil
+}
+
+func (p *plugin) verifyCertificate(ctx context.Context, req sdk.Request[DeviceRequest]) (*pairing.Verification, error) {
+	prov, err := p.deviceProvisioner(req.Envelope, req.Args.DeviceID)
+	if err != nil {
+		return nil, err
+	}
+	return prov.Verify(ctx, req.Args.DeviceID)
+}
+
+func (p *plugin) hasCertificate(_ context.Context, req sdk.Request[DeviceRequest]) (HasCertificateResponse, error) {
+	c, err := decodeSettings(req.Envelope)
+	if err != nil {
+		return HasCertificateResponse{}, err
+	}
+	realm, err := c.realm()
+	if err != nil {
+		return HasCertificateResponse{}, err
+	}
+	if err := pairing.ValidateDeviceID(req.Args.DeviceID); err != nil {
+		return HasCertificateResponse{}, sdk.Errorf(sdk.BadRequest, "request.device_id: %v", err)
+	}
+	if _, err := p.state(); err != nil {
+		return HasCertificateResponse{}, err
+	}
+	ok, err := p.keys.HasCertificate(realm, req.Args.DeviceID)
+	return HasCertificateResponse{HasCertificate: ok}, err
+}
+
+func (p *plugin) certificateIsValid(ctx context.Context, req sdk.Request[CertificateValidRequest]) (CertificateValidResponse, error) {
+	c, err := decodeSettings(req.Envelope)
+	if err != nil {
+		return CertificateValidResponse{}, err
+	}
+	realm, err := c.realm()
+	if err != nil {
+		return CertificateValidResponse{}, err
+	}
+	if err := pairing.ValidateDeviceID(req.Args.DeviceID); err != nil {
+		return CertificateValidResponse{}, sdk.Errorf(sdk.BadRequest, "request.device_id: %v", err)
+	}
+	if _, err := p.state(); err != nil {
+		return CertificateValidResponse{}, err
+	}
+	local := &pairing.Provisioner{Store: p.keys, Realm: realm, RenewMargin: time.Nanosecond}
+	if err := local.CheckLocal(req.Args.DeviceID); err != nil {
+		// Missing, expired, foreign-key or wrong-subject certificates are
+		// answers, not failures.
+		return CertificateValidResponse{Valid: false, Reason: err.Error()}, nil
+	}
+	if req.Args.Remote {
+		prov, err := p.provisioner(c)
+		if err != nil {
+			return CertificateValidResponse{}, err
+		}
+		v, err := prov.Verify(ctx, req.Args.DeviceID)
+		if err != nil {
+			return CertificateValidResponse{}, err
+		}
+		if !v.Valid {
+			return CertificateValidResponse{Valid: false, Reason: fmt.Sprintf("Astarte: %s %s", v.Cause, v.Details)}, nil
+		}
+	}
+	return CertificateValidResponse{Valid: true}, nil
+}
+
+func (p *plugin) transportInfo(ctx context.Context, req sdk.Request[DeviceRequest]) (TransportInfoResponse, error) {
+	prov, err := p.deviceProvisioner(req.Envelope, req.Args.DeviceID)
+	if err != nil {
+		return TransportInfoResponse{}, err
+	}
+	info, err := prov.Info(ctx, req.Args.DeviceID)
+	if err != nil {
+		return TransportInfoResponse{}, err
+	}
+	return TransportInfoResponse{Version: info.Version, Status: info.Status, BrokerURL: info.BrokerURL, Protocols: info.Protocols}, nil
+}
+
+func (p *plugin) openDevice(ctx context.Context, env *sdk.Envelope, id string) (*device.Device, error) {
+	c, err := decodeSettings(env)
+	if err != nil {
+		return nil, err
+	}
+	return p.device(ctx, c, id)
+}
+
+func info(i *interfaces.Interface) InterfaceInfo {
+	return InterfaceInfo{Name: i.Name, Major: i.Major, Minor: i.Minor, Type: i.Type, Ownership: i.Ownership,
+		Aggregation: i.Aggregation, Mappings: len(i.Mappings)}
+}
+
+func (p *plugin) addInterface(ctx context.Context, req sdk.Request[AddInterfaceRequest]) (InterfaceInfo, error) {
+	a := req.Args
+	var iface *interfaces.Interface
+	var err error
+	switch {
+	case a.Interface != nil && a.File != "":
+		return InterfaceInfo{}, sdk.NewError(sdk.BadRequest, "request: give interface or file, not both")
+	case a.Interface != nil:
+		raw, _ := json.Marshal(a.Interface)
+		iface, err = interfaces.Parse(raw)
+	case a.File != "":
+		iface, err = interfaces.ParseFile(a.File)
+	default:
+		return InterfaceInfo{}, sdk.NewError(sdk.BadRequest, "request: interface (a JSON object) or file is required")
+	}
+	if err != nil {
+		var ie *interfaces.Error
+		if errors.As(err, &ie) {
+			return InterfaceInfo{}, err
+		}
+		return InterfaceInfo{}, sdk.Errorf(sdk.BadRequest, "request.file: %v", err)
+	}
+	d, err := p.openDevice(ctx, req.Envelope, a.DeviceID)
+	if err != nil {
+		return InterfaceInfo{}, err
+	}
+	if err := d.AddInterface(ctx, iface); err != nil {
+		return InterfaceInfo{}, err
+	}
+	return info(iface), nil
+}
+
+func (p *plugin) removeInterface(ctx context.Context, req sdk.Request[RemoveInterfaceRequest]) (struct{}, error) {
+	d, err := p.openDevice(ctx, req.Envelope, req.Args.DeviceID)
+	if err != nil {
+		return struct{}{}, err
+	}
+	return struct{}{}, d.RemoveInterface(ctx, req.Args.InterfaceName)
+}
+
+func (p *plugin) listInterfaces(ctx context.Context, req sdk.Request[DeviceRequest]) (ListInterfacesResponse, error) {
+	d, err := p.openDevice(ctx, req.Envelope, req.Args.DeviceID)
+	if err != nil {
+		return ListInterfacesResponse{}, err
+	}
+	out := ListInterfacesResponse{Interfaces: []InterfaceInfo{}}
+	in := &interfaces.Introspection{}
+	for _, i := range d.Interfaces() {
+		out.Interfaces = append(out.Interfaces, info(i))
+		in.Add(i)
+	}
+	out.Introspection = in.String()
+	return out, nil
+}
+
+func (p *plugin) connectCap(ctx context.Context, req sdk.Request[ConnectRequest]) (device.Status, error) {
+	c, err := decodeSettings(req.Envelope)
+	if err != nil {
+		return device.Status{}, err
+	}
+	d, err := p.connect(ctx, c, req.Args.DeviceID, req.Args.Transport)
+	if err != nil {
+		return device.Status{}, err
+	}
+	if req.Args.Wait {
+		timeout := time.Duration(req.Args.TimeoutMS) * time.Millisecond
+		if timeout <= 0 {
+			timeout = 30 * time.Second
+		}
+		wctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		// Ready means connected with the offline queues delivered, so a send
+		// right after goes straight out.
+		if err := d.WaitDrained(wctx); err != nil {
+			st, _ := d.Status(ctx)
+			return st, &sdk.Error{Code: sdk.ConnectionTimeout, Retryable: true,
+				Message: fmt.Sprintf("device %s not connected after %s (it keeps trying): %s", d.ID(), timeout, st.LastError)}
+		}
+	}
+	return d.Status(ctx)
+}
+
+func (p *plugin) disconnect(ctx context.Context, req sdk.Request[DeviceRequest]) (device.Status, error) {
+	d, err := p.openDevice(ctx, req.Envelope, req.Args.DeviceID)
+	if err != nil {
+		return device.Status{}, err
+	}
+	if err := p.store.DeleteMeta(ctx, d.ID(), metaAutoconnect); err != nil {
+		return device.Status{}, err
+	}
+	if err := d.Disconnect(ctx); err != nil {
+		return device.Status{}, err
+	}
+	return d.Status(ctx)
+}
+
+func (p *plugin) status(ctx context.Context, req sdk.Request[DeviceRequest]) (device.Status, error) {
+	d, err := p.openDevice(ctx, req.Envelope, req.Args.DeviceID)
+	if err != nil {
+		return device.Status{}, err
+	}
+	return d.Status(ctx)
+}
+
+func (p *plugin) send(ctx context.Context, req sdk.Request[SendRequest]) (DeliveryResponse, error) {
+	a := req.Args
+	d, err := p.openDevice(ctx, req.Envelope, a.DeviceID)
+	if err != nil {
+		return DeliveryResponse{}, err
+	}
+	got, err := d.Send(ctx, a.Interface, a.Path, a.Value.v, a.Timestamp)
+	return DeliveryResponse{Delivery: got}, err
+}
+
+func (p *plugin) sendAggregate(ctx context.Context, req sdk.Request[SendRequest]) (DeliveryResponse, error) {
+	a := req.Args
+	obj, ok := a.Value.v.(map[string]any)
+	if !ok {
+		return DeliveryResponse{}, sdk.NewError(sdk.BadRequest, "request.value: send_aggregate wants an object keyed by the last endpoint segment")
+	}
+	d, err := p.openDevice(ctx, req.Envelope, a.DeviceID)
+	if err != nil {
+		return DeliveryResponse{}, err
+	}
+	got, err := d.SendObject(ctx, a.Interface, a.Path, obj, a.Timestamp)
+	return DeliveryResponse{Delivery: got}, err
+}
+
+func (p *plugin) setProperty(ctx context.Context, req sdk.Request[PropertyRequest]) (DeliveryResponse, error) {
+	a := req.Args
+	d, err := p.openDevice(ctx, req.Envelope, a.DeviceID)
+	if err != nil {
+		return DeliveryResponse{}, err
+	}
+	got, err := d.SetProperty(ctx, a.Interface, a.Path, a.Value.v)
+	return DeliveryResponse{Delivery: got}, err
+}
+
+func (p *plugin) unsetProperty(ctx context.Context, req sdk.Request[PropertyPathRequest]) (DeliveryResponse, error) {
+	a := req.Args
+	d, err := p.openDevice(ctx, req.Envelope, a.DeviceID)
+	if err != nil {
+		return DeliveryResponse{}, err
+	}
+	got, err := d.UnsetProperty(ctx, a.Interface, a.Path)
+	return DeliveryResponse{Delivery: got}, err
+}
+
+func (p *plugin) getProperty(ctx context.Context, req sdk.Request[PropertyPathRequest]) (GetPropertyResponse, error) {
+	a := req.Args
+	d, err := p.openDevice(ctx, req.Envelope, a.DeviceID)
+	if err != nil {
+		return GetPropertyResponse{}, err
+	}
+	v, ok, err := d.Property(ctx, a.Interface, a.Path)
+	return GetPropertyResponse{Set: ok, Value: v}, err
+}
+
+func (p *plugin) listProperties(ctx context.Context, req sdk.Request[ListPropertiesRequest]) (ListPropertiesResponse, error) {
+	d, err := p.openDevice(ctx, req.Envelope, req.Args.DeviceID)
+	if err != nil {
+		return ListPropertiesResponse{}, err
+	}
+	props, err := d.Properties(ctx, req.Args.Interface)
+	return ListPropertiesResponse{Properties: props}, err
+}
+
+func (p *plugin) subscribe(ctx context.Context, req sdk.Request[SubscribeRequest], out *sdk.Stream[device.Event]) error {
+	a := req.Args
+	want := map[device.EventType]bool{}
+	for _, t := range a.Types {
+		switch et := device.EventType(t); et {
+		case device.EventConnected, device.EventDisconnected, device.EventDataReceived, device.EventPropertyUnset:
+			want[et] = true
+		default:
+			return sdk.Errorf(sdk.BadRequest, "request.types: unknown event type %q", t)
+		}
+	}
+	d, err := p.openDevice(ctx, req.Envelope, a.DeviceID)
+	if err != nil {
+		return err
+	}
+	sub := d.Subscribe(0)
+	defer sub.Close()
+	var timeout <-chan time.Time
+	if a.TimeoutMS > 0 {
+		t := time.NewTimer(time.Duration(a.TimeoutMS) * time.Millisecond)
+		defer t.Stop()
+		timeout = t.C
+	}
+	sent := 0
+	for a.MaxEvents == 0 || sent < a.MaxEvents {
+		select {
+		case e, ok := <-sub.Events():
+			if !ok {
+				return nil
+			}
+			if len(want) > 0 && !want[e.Type] {
+				continue
+			}
+			if err := out.Send(e); err != nil {
+				return err
+			}
+			sent++
+		case <-timeout:
+			return nil
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	return nil
+}
