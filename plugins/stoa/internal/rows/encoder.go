@@ -106,7 +106,8 @@ type Batch struct {
 type writeFn func(dst []byte, i int) []byte
 
 // Bind prepares rec for encoding. rec must have the encoder's column names
-// and types.
+// and types, and structurally valid arrays (array.ValidateFull; batches from
+// Object.Read are checked).
 func (e *Encoder) Bind(rec arrow.RecordBatch) (*Batch, error) {
 	if int(rec.NumCols()) != len(e.keys) {
 		return nil, fmt.Errorf("record has %d columns, encoder %d", rec.NumCols(), len(e.keys))
@@ -114,6 +115,9 @@ func (e *Encoder) Bind(rec arrow.RecordBatch) (*Batch, error) {
 	b := &Batch{enc: e, nrows: int(rec.NumRows())}
 	for i, col := range rec.Columns() {
 		f := e.schema.Field(i)
+		if col.Len() < b.nrows {
+			return nil, fmt.Errorf("column %q has %d values for %d rows", f.Name, col.Len(), b.nrows)
+		}
 		if !arrow.TypeEqual(col.DataType(), f.Type) {
 			return nil, fmt.Errorf("column %q: record type %s, encoder type %s", f.Name, col.DataType(), f.Type)
 		}

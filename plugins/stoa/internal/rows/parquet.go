@@ -47,6 +47,10 @@ func Open(r source) (obj *Object, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
+	if err := checkChunks(pf, r); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	dropUnsafeStoredSchema(pf.MetaData().KeyValueMetadata())
 	fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{BatchSize: DefaultBatchRows}, memory.DefaultAllocator)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
@@ -163,7 +167,8 @@ type ReadOptions struct {
 }
 
 // Read decodes the projected columns row group by row group, in batches of
-// at most BatchRows rows, and calls fn with each batch in row order. The
+// at most BatchRows rows, checks their structure (array.ValidateFull), and
+// calls fn with each batch in row order. The
 // batch is released when fn returns; fn must Retain it to keep it. An error
 // of fn stops the read and is returned as is; decoding errors wrap
 // ErrCorrupt.
@@ -213,6 +218,9 @@ func (o *Object) readRowGroup(ctx context.Context, p *Projection, rg int, fn fun
 		if !ok {
 			return nil
 		}
+		if err := validateRecord(rec); err != nil {
+			return fmt.Errorf("%w: row group %d: %v", ErrCorrupt, rg, err)
+		}
 		if err := fn(rec); err != nil {
 			return err
 		}
@@ -234,4 +242,56 @@ func next(rr pqarrow.RecordReader) (rec arrow.RecordBatch, ok bool, err error) {
 // emptyBatch is a batch of n rows without columns.
 func emptyBatch(schema *arrow.Schema, n int64) arrow.RecordBatch {
 	return array.NewRecordBatch(schema, nil, n)
+}
+
+// validateRecord checks the decoded arrays of damaged files (offsets past
+// the values, short children, dictionary indices out of range) so that
+// reading values never panics: arrow-go decodes such data without complaint.
+func validateRecord(rec arrow.RecordBatch) (err error) {
+	defer recoverCorrupt(&err)
+	for i, col := range rec.Columns() {
+		if int64(col.Len()) < rec.NumRows() {
+			return fmt.Errorf("column %d has %d values for %d rows", i, col.Len(), rec.NumRows())
+		}
+		if err := array.ValidateFull(col); err != nil {
+			return fmt.Errorf("column %d: %v", i, err)
+		}
+	}
+	return nil
+}
+
+// checkChunks checks that every column chunk the footer describes lies
+// inside the file. pqarrow reads the columns of a struct in goroutines of its
+// own, where a panic over a bad offset cannot be recovered and would end the
+// process.
+func checkChunks(pf *file.Reader, r io.Seeker) error {
+	size, err := r.Seek(0, io.SeekEnd)
+	if err != nil {
+		return err
+	}
+	md := pf.MetaData()
+	ncols := md.Schema.NumColumns()
+	for rg := range md.NumRowGroups() {
+		rgm := md.RowGroup(rg)
+		if rgm.NumRows() < 0 {
+			return fmt.Errorf("row group %d: negative row count", rg)
+		}
+		if rgm.NumColumns() != ncols {
+			return fmt.Errorf("row group %d has %d column chunks for %d columns", rg, rgm.NumColumns(), ncols)
+		}
+		for c := range ncols {
+			cc, err := rgm.ColumnChunk(c)
+			if err != nil {
+				return fmt.Errorf("row group %d column %d: %v", rg, c, err)
+			}
+			start, n := cc.DataPageOffset(), cc.TotalCompressedSize()
+			if cc.HasDictionaryPage() && cc.DictionaryPageOffset() > 0 && start > cc.DictionaryPageOffset() {
+				start = cc.DictionaryPageOffset()
+			}
+			if start < 0 || n < 0 || start > size || n > size-start {
+				return fmt.Errorf("row group %d column %d: chunk [%d, +%d) is outside the %d-byte file", rg, c, start, n, size)
+			}
+		}
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package rows
 
 import (
 	"bytes"
+	"encoding/base64"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
 
 	stoaemu "github.com/connector-host/connector-host/testkit/emulators/stoa"
 )
@@ -224,4 +226,56 @@ func FuzzRead(f *testing.F) {
 		})
 		_ = err // corrupt data may fail to decode; it must not panic
 	})
+}
+
+func TestStoredArrowSchema(t *testing.T) {
+	t.Parallel()
+	b, _ := smallServer(3, 2).Object("1000000.snappy.parquet")
+	obj, err := Open(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A sound stored schema is used: Arrow-only details survive.
+	sc := obj.Schema()
+	text, _ := sc.FieldsByName("text")
+	ts, _ := sc.FieldsByName("ts_us")
+	if text[0].Type.ID() != arrow.LARGE_STRING || ts[0].Type.(*arrow.TimestampType).TimeZone != "Europe/Paris" {
+		t.Errorf("stored schema not applied: text %s, ts_us %s", text[0].Type, ts[0].Type)
+	}
+	good := obj.pf.MetaData().KeyValueMetadata().FindValue(arrowSchemaKey)
+	if good == nil || !storedSchemaSound(*good) {
+		t.Fatal("the emulator's stored schema is judged unsound")
+	}
+	for name, v := range map[string]string{
+		"not base64":     "!!!",
+		"too short":      "AAAA",
+		"length too big": "/////wAAAQA=",
+	} {
+		if storedSchemaSound(v) {
+			t.Errorf("%s: judged sound", name)
+		}
+	}
+	// Every single-byte change of a sound schema that the check lets
+	// through is decoded by arrow-go without crashing the process (a panic
+	// is recovered; an out-of-memory or stack overflow would kill the test).
+	raw, _ := base64.StdEncoding.DecodeString(*good)
+	passed := 0
+	for i := range raw {
+		for _, v := range []byte{0x00, 0xff, 0x7f, 0x40} {
+			mut := bytes.Clone(raw)
+			mut[i] = v
+			if storedSchemaSound(base64.StdEncoding.EncodeToString(mut)) {
+				passed++
+				func() {
+					defer func() { _ = recover() }()
+					if r, err := ipc.NewReader(bytes.NewReader(mut)); err == nil {
+						r.Release()
+					}
+				}()
+			}
+		}
+	}
+	if passed == 0 {
+		t.Error("no mutation passed the check: it rejects everything")
+	}
 }
