@@ -25,6 +25,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -463,4 +465,38 @@ func DecodePropertyList(data []byte) ([]string, error) {
 		return nil, nil
 	}
 	return strings.Split(string(plain), ";"), nil
+}
+
+// Files are the files WriteFiles wrote.
+type Files struct {
+	// CAFile is the emulator CA certificate (PEM).
+	CAFile string
+	// RealmKeyFile is the generated realm private key (PEM, 0600); empty
+	// when the realm public key was given.
+	RealmKeyFile string
+}
+
+// WriteFiles writes the CA certificate and the realm private key into dir
+// (created 0700), for tools and `make run`.
+func (e *Emulator) WriteFiles(dir string) (Files, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return Files{}, err
+	}
+	f := Files{CAFile: filepath.Join(dir, "ca.pem")}
+	if err := os.WriteFile(f.CAFile, e.CACertPEM(), 0o644); err != nil {
+		return Files{}, err
+	}
+	if len(e.realmPriv) > 0 {
+		f.RealmKeyFile = filepath.Join(dir, "realm.key")
+		if err := os.WriteFile(f.RealmKeyFile, e.realmPriv, 0o600); err != nil {
+			return Files{}, err
+		}
+	}
+	return f, nil
+}
+
+// Settings returns the astarte connector settings that point at the
+// emulator (pairing_base_url, realm, ca_file).
+func (e *Emulator) Settings(f Files) map[string]any {
+	return map[string]any{"pairing_base_url": e.PairingURL(), "realm": e.realm, "ca_file": f.CAFile}
 }

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -393,5 +394,27 @@ func TestStartRejectsNonLoopback(t *testing.T) {
 	t.Parallel()
 	if _, err := Start(Options{BrokerAddr: "0.0.0.0:0"}); err == nil {
 		t.Fatal("0.0.0.0 accepted")
+	}
+}
+
+func TestWriteFilesAndSettings(t *testing.T) {
+	t.Parallel()
+	e := start(t, Options{})
+	dir := t.TempDir() + "/emu"
+	f, err := e.WriteFiles(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := os.ReadFile(f.CAFile)
+	if err != nil || !bytes.Equal(ca, e.CACertPEM()) {
+		t.Fatal("CA file differs")
+	}
+	st, err := os.Stat(f.RealmKeyFile)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("realm key %v %v", st, err)
+	}
+	s := e.Settings(f)
+	if s["pairing_base_url"] != e.PairingURL() || s["realm"] != "test" || s["ca_file"] != f.CAFile {
+		t.Fatalf("settings %v", s)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"sync"
 
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
@@ -73,6 +74,13 @@ func Open(path string) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("store: empty database path")
 	}
+	// Create the file private (SQLite gives the -wal and -shm files the
+	// database file's mode).
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	f.Close()
 	q := url.Values{}
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(FULL)")

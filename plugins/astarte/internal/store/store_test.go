@@ -33,6 +33,11 @@ func TestProperties(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := open(t, path)
+	for _, f := range []string{path, path + "-wal"} {
+		if st, err := os.Stat(f); err != nil || st.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: mode %v %v, want 0600", f, st.Mode(), err)
+		}
+	}
 	p := Property{Device: "d1", Interface: "com.ex.P", Path: "/a", Major: 1, Ownership: "device", Value: []byte{1}, Pending: true}
 	if err := s.SetProperty(ctx, p); err != nil {
 		t.Fatal(err)
