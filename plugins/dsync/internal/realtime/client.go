@@ -293,7 +293,7 @@ func (c *Client) statusError(op Op, a attempt, n int) *sdk.Error {
 		}
 	}
 	msg = truncate(c.redactor.Replace(msg), 500)
-	code := CodeForStatus(a.status)
+	code := sdk.CodeForHTTPStatus(a.status)
 	e := sdk.Errorf(code, "dsync realtime %s: platform answered %d: %s%s", op.Op, a.status, msg, attemptsNote(n))
 	e.AppErrorCode = "dsync.http_" + strconv.Itoa(a.status)
 	return e
@@ -328,34 +328,6 @@ func classify(ctx context.Context, err error) (sdk.Code, string) {
 		return sdk.ConnectionTimeout, "timed out"
 	}
 	return sdk.ClientCallError, "request failed"
-}
-
-// CodeForStatus maps an upstream HTTP status to a contract code with the
-// SPEC's default table.
-func CodeForStatus(status int) sdk.Code {
-	switch status {
-	case 400, 413, 415, 422:
-		return sdk.BadRequest
-	case 401:
-		return sdk.Unauthorized
-	case 403:
-		return sdk.PermissionDenied
-	case 404:
-		return sdk.NotFound
-	case 408:
-		return sdk.RequestTimeout
-	case 409:
-		return sdk.Conflict
-	case 429:
-		return sdk.RateLimit
-	case 405, 406, 501:
-		return sdk.UnsupportedOperation
-	case 503:
-		return sdk.ServiceError
-	case 500, 502, 504:
-		return sdk.BadGateway
-	}
-	return sdk.APIError
 }
 
 func retryableStatus(s int) bool { return s == http.StatusTooManyRequests || s >= 500 }

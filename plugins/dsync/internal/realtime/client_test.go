@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -129,8 +130,13 @@ func TestPlatformErrors(t *testing.T) {
 	wantCode(t, err, sdk.APIError, "418")
 }
 
-func TestCodeForStatus(t *testing.T) {
+// TestStatusCodes checks that every platform status reaches the caller as
+// the SPEC's default code (sdk.CodeForHTTPStatus), with the platform's
+// message and an app error code naming the status.
+func TestStatusCodes(t *testing.T) {
 	t.Parallel()
+	e := startEmu(t)
+	c := newClient(t, e, nil)
 	want := map[int]sdk.Code{
 		400: sdk.BadRequest, 413: sdk.BadRequest, 415: sdk.BadRequest, 422: sdk.BadRequest,
 		401: sdk.Unauthorized, 403: sdk.PermissionDenied, 404: sdk.NotFound, 408: sdk.RequestTimeout,
@@ -139,9 +145,16 @@ func TestCodeForStatus(t *testing.T) {
 		504: sdk.BadGateway, 418: sdk.APIError, 302: sdk.APIError, 599: sdk.APIError,
 	}
 	for status, code := range want {
-		if got := CodeForStatus(status); got != code {
-			t.Errorf("CodeForStatus(%d) = %s, want %s", status, got, code)
+		// Create is never retried on a status, so each fault is one answer.
+		e.Inject(dsyncemu.Fault{Method: "POST", Status: status, Message: fmt.Sprintf("injected %d", status)})
+		_, err := c.Create(context.Background(), "product-tok", json.RawMessage(`{"sku":"s"}`))
+		se := wantCode(t, err, code, fmt.Sprintf("platform answered %d: injected %d", status, status))
+		if se.AppErrorCode != fmt.Sprintf("dsync.http_%d", status) {
+			t.Errorf("%d: app error code %q", status, se.AppErrorCode)
 		}
+	}
+	if n := e.PendingFaults(); n != 0 {
+		t.Errorf("%d faults not consumed", n)
 	}
 }
 
