@@ -418,3 +418,23 @@ func TestWriteFilesAndSettings(t *testing.T) {
 		t.Fatalf("settings %v", s)
 	}
 }
+
+func FuzzDecodePropertyList(f *testing.F) {
+	seed, _ := EncodePropertyList([]string{"a.B/c", "d.E/f"})
+	f.Add(seed)
+	f.Add([]byte{0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		entries, err := DecodePropertyList(data)
+		if err != nil {
+			return
+		}
+		again, err := EncodePropertyList(entries)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := DecodePropertyList(again)
+		if err != nil || strings.Join(back, ";") != strings.Join(entries, ";") {
+			t.Fatalf("round trip %q -> %q %v", entries, back, err)
+		}
+	})
+}

@@ -454,3 +454,24 @@ func TestOnMessageDrops(t *testing.T) {
 		}
 	}
 }
+
+// nopHandler discards what the transport delivers.
+type nopHandler struct{}
+
+func (nopHandler) Data(context.Context, transport.Inbound)                 {}
+func (nopHandler) PurgeProperties(context.Context, []payload.PropertyPath) {}
+func (nopHandler) Dropped(error)                                           {}
+
+// FuzzOnMessage feeds arbitrary topics and payloads to the inbound parser.
+func FuzzOnMessage(f *testing.F) {
+	rate, _ := payload.Encode(int32(1), nil)
+	list, _ := payload.EncodePropertyList([]payload.PropertyPath{{Interface: "com.example.ServerProps", Path: "/a/rate"}})
+	f.Add("r/d/com.example.ServerProps/a/rate", rate)
+	f.Add("r/d/control/consumer/properties", list)
+	f.Add("r/d/com.example.ServerData/cmd", []byte{})
+	tr, _ := New(Config{Realm: "r", DeviceID: "d", Endpoint: func(context.Context) (Endpoint, error) { return Endpoint{}, nil }})
+	c := &conn{t: tr, handler: nopHandler{}, intro: introspection(f, srvProps, srvData, dsIface), done: make(chan struct{})}
+	f.Fuzz(func(t *testing.T, topic string, data []byte) {
+		c.onMessage(nil, fakeMsg{topic: topic, payload: data})
+	})
+}
