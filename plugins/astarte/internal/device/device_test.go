@@ -640,3 +640,37 @@ func TestSlowSubscriberDropsEventsNotDevice(t *testing.T) {
 		}
 	}
 }
+
+// Disconnect stops a device that is retrying (broker down) at once, and
+// the device connects again on a later Connect.
+func TestDisconnectWhileRetrying(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	id := r.pair(t)
+	d := r.device(t, id, retention)
+	ctx := within(t, 30*time.Second)
+	if err := r.emu.StopBroker(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Connect(r.transport(t, id, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if d.State() != Connecting {
+		t.Fatalf("state %s while retrying", d.State())
+	}
+	if err := d.Disconnect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d.State() != Disconnected {
+		t.Fatalf("state %s after Disconnect", d.State())
+	}
+	if err := r.emu.StartBroker(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Connect(r.transport(t, id, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.WaitState(ctx, Connected); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -94,7 +94,7 @@ func (d *Device) run(ctx context.Context, tr transport.Transport, done chan stru
 			}
 			continue
 		}
-		step = d.cfg.BackoffMin
+		connectedAt := time.Now()
 		d.mu.Lock()
 		d.conn, d.lastErr = conn, ""
 		d.setStateLocked(Connected, modeDraining)
@@ -102,9 +102,17 @@ func (d *Device) run(ctx context.Context, tr transport.Transport, done chan stru
 		d.emit(Event{Type: EventConnected})
 		d.log.Info("connected", "transport", tr.Name(), "resynced", conn.Resynced())
 
+		reason := "connection lost"
 		err = d.afterConnect(ctx, conn, snap)
 		if err != nil && ctx.Err() == nil && !errors.Is(err, transport.ErrDisconnected) {
-			d.log.Warn("post-connect synchronisation failed", "error", err)
+			// The queues cannot drain on this connection (a store or
+			// transport failure): drop it and retry with backoff rather
+			// than stay connected with messages stuck.
+			d.log.Warn("post-connect synchronisation failed; reconnecting", "error", err)
+			reason = "synchronisation failed: " + err.Error()
+			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = conn.Close(cctx)
+			cancel()
 		}
 		select {
 		case <-ctx.Done():
@@ -115,7 +123,6 @@ func (d *Device) run(ctx context.Context, tr transport.Transport, done chan stru
 			return
 		case <-conn.Done():
 		}
-		reason := "connection lost"
 		if cerr := conn.Err(); cerr != nil {
 			reason = cerr.Error()
 		}
@@ -125,8 +132,29 @@ func (d *Device) run(ctx context.Context, tr transport.Transport, done chan stru
 		d.mu.Unlock()
 		d.emit(Event{Type: EventDisconnected, Reason: reason})
 		d.log.Info("disconnected, reconnecting", "reason", reason)
+		// A connection that held for a while reconnects at once with the
+		// backoff reset; one that dropped quickly waits and backs off, so
+		// a broker that keeps closing the connection is not hammered.
+		if time.Since(connectedAt) >= stableConnection {
+			step = d.cfg.BackoffMin
+			continue
+		}
+		delay := step/2 + rand.N(step/2+1)
+		step = min(step*2, d.cfg.BackoffMax)
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			d.finishRun("disconnect requested")
+			return
+		case <-t.C:
+		}
 	}
 }
+
+// stableConnection is how long a connection must last for the backoff to
+// reset.
+const stableConnection = 10 * time.Second
 
 // finishRun marks the device disconnected at the end of run.
 func (d *Device) finishRun(reason string) {
