@@ -6,6 +6,7 @@
 package connector
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -15,6 +16,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/invopop/jsonschema"
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/connector-host/connector-host/plugins/dsync/internal/layout"
@@ -34,10 +36,51 @@ type Settings struct {
 	InboundAPIKey sdk.Secret `json:"inbound_api_key,omitempty" jsonschema:"description=The key the DSYNC platform sends in Auth-Token when it calls the connector's inbound API"`
 }
 
+// Record is a record as the caller wrote it: a JSON object sent to the
+// platform as is (compacted), so that numbers keep every digit (a decoded
+// map would round integers above 2^53 and rewrite 1e21 as 1e+21) and the
+// keys keep their order.
+type Record json.RawMessage
+
+// MarshalJSON returns the record's JSON.
+func (r Record) MarshalJSON() ([]byte, error) {
+	if len(r) == 0 {
+		return []byte("null"), nil
+	}
+	return r, nil
+}
+
+// UnmarshalJSON keeps a copy of the JSON value.
+func (r *Record) UnmarshalJSON(b []byte) error {
+	*r = append((*r)[:0], b...)
+	return nil
+}
+
+// JSONSchema describes a record: any JSON object.
+func (Record) JSONSchema() *jsonschema.Schema {
+	return &jsonschema.Schema{Type: "object", Description: "The record: a JSON object, sent to the platform as the request body unwrapped"}
+}
+
+// body returns the record compacted for the request body, or an error
+// naming field when it is missing or not a JSON object.
+func (r Record) body(field string) ([]byte, error) {
+	var buf bytes.Buffer
+	if len(r) == 0 || string(r) == "null" {
+		return nil, sdk.Errorf(sdk.BadRequest, "%s: the record is required", field)
+	}
+	if err := json.Compact(&buf, r); err != nil {
+		return nil, sdk.Errorf(sdk.BadRequest, "%s: %v", field, err)
+	}
+	if buf.Len() == 0 || buf.Bytes()[0] != '{' {
+		return nil, sdk.Errorf(sdk.BadRequest, "%s: the record must be a JSON object", field)
+	}
+	return buf.Bytes(), nil
+}
+
 // RecordRequest is the request of realtime_create and realtime_update.
 type RecordRequest struct {
-	EntityToken string         `json:"entity_token" jsonschema:"minLength=1,description=Entity token from the data layout"`
-	Data        map[string]any `json:"data" jsonschema:"description=The record (sent as the request body unwrapped)"`
+	EntityToken string `json:"entity_token" jsonschema:"minLength=1,description=Entity token from the data layout"`
+	Data        Record `json:"data" jsonschema:"description=The record (sent as the request body unwrapped and unchanged)"`
 }
 
 // DeleteRequest is the request of realtime_delete.
@@ -48,10 +91,10 @@ type DeleteRequest struct {
 
 // BatchOperation is one operation of realtime_batch.
 type BatchOperation struct {
-	Op          string         `json:"op" jsonschema:"enum=create,enum=update,enum=delete"`
-	EntityToken string         `json:"entity_token" jsonschema:"minLength=1"`
-	Data        map[string]any `json:"data,omitempty" jsonschema:"description=The record (create and update)"`
-	EntityID    string         `json:"entity_id,omitempty" jsonschema:"description=The record's primary key (delete; optional for create and update, where the data layout's primary key is used)"`
+	Op          string `json:"op" jsonschema:"enum=create,enum=update,enum=delete"`
+	EntityToken string `json:"entity_token" jsonschema:"minLength=1"`
+	Data        Record `json:"data,omitempty" jsonschema:"description=The record (create and update)"`
+	EntityID    string `json:"entity_id,omitempty" jsonschema:"description=The record's primary key (delete; optional for create and update: the data layout's primary key is used)"`
 }
 
 // BatchRequest is the request of realtime_batch.
@@ -301,12 +344,9 @@ func (c *Connector) record(ctx context.Context, req sdk.Request[RecordRequest], 
 	if err := checkEntity(cl, req.Args.EntityToken); err != nil {
 		return realtime.Result{}, err
 	}
-	if req.Args.Data == nil {
-		return realtime.Result{}, sdk.Errorf(sdk.BadRequest, "data: the record is required")
-	}
-	data, err := json.Marshal(req.Args.Data)
+	data, err := req.Args.Data.body("data")
 	if err != nil {
-		return realtime.Result{}, sdk.Errorf(sdk.BadRequest, "data: %v", err)
+		return realtime.Result{}, err
 	}
 	return rc.Do(ctx, realtime.Op{Op: kind, EntityToken: req.Args.EntityToken, Data: data})
 }
@@ -331,9 +371,9 @@ func (c *Connector) realtimeBatch(ctx context.Context, req sdk.Request[BatchRequ
 	pre := make([]error, len(ops))
 	for i, o := range req.Args.Operations {
 		ops[i] = realtime.Op{Op: realtime.Kind(o.Op), EntityToken: o.EntityToken, EntityID: o.EntityID}
-		if o.Data != nil {
-			if ops[i].Data, err = json.Marshal(o.Data); err != nil {
-				pre[i] = sdk.Errorf(sdk.BadRequest, "operations[%d].data: %v", i, err)
+		if len(o.Data) > 0 && o.Op != string(realtime.OpDelete) {
+			if ops[i].Data, err = o.Data.body(fmt.Sprintf("operations[%d].data", i)); err != nil {
+				pre[i] = err
 			}
 		}
 		if err := checkEntity(cl, o.EntityToken); err != nil && pre[i] == nil {

@@ -162,3 +162,50 @@ func TestInboundThroughConnector(t *testing.T) {
 		t.Fatalf("%d %s", rec.Code, rec.Body)
 	}
 }
+
+// TestRecordSentUnchanged checks that records reach the platform as the
+// caller wrote them (compacted): integers above 2^53, exponents and key
+// order survive, and data that is not an object is refused naming the field.
+func TestRecordSentUnchanged(t *testing.T) {
+	t.Parallel()
+	e, err := dsyncemu.Start(dsyncemu.Config{APIKey: apiKey, IDKeys: map[string]string{"product-tok": "sku"}}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	env := func(capability, request string) (int, string) {
+		status, _, body := invoke(t, capability, `{"request":`+request+`,"settings":`+settingsJSON(e.RealtimeURL())+`,"auth":{"token":{"token":"`+apiKey+`"}}}`)
+		return status, body
+	}
+	rec := `{ "sku" : "n-1", "name": "x", "big": 123456789012345678901234567890, "f": 1E21, "neg": -0.0 }`
+	const sent = `{"sku":"n-1","name":"x","big":123456789012345678901234567890,"f":1E21,"neg":-0.0}`
+	if status, body := env("realtime_create", `{"entity_token":"product-tok","data":`+rec+`}`); status != 200 {
+		t.Fatalf("create: %d %s", status, body)
+	}
+	if status, body := env("realtime_batch", `{"operations":[{"op":"update","entity_token":"product-tok","data":`+rec+`},{"op":"delete","entity_token":"product-tok","entity_id":"n-1"}]}`); status != 200 || !strings.Contains(body, `"succeeded":2`) {
+		t.Fatalf("batch: %d %s", status, body)
+	}
+	calls := e.Calls()
+	if len(calls) != 3 || string(calls[0].Body) != sent || string(calls[1].Body) != sent || len(calls[2].Body) != 0 {
+		t.Fatalf("calls %+v", calls)
+	}
+	for _, tt := range []struct {
+		capability, request, want string
+	}{
+		{"realtime_create", `{"entity_token":"product-tok","data":null}`, "data"},
+		{"realtime_update", `{"entity_token":"product-tok","data":[1]}`, "data"},
+		{"realtime_update", `{"entity_token":"product-tok"}`, "data"},
+		{"realtime_batch", `{"operations":[{"op":"create","entity_token":"product-tok","data":"x"}]}`, "request.operations[0].data"},
+	} {
+		status, body := env(tt.capability, tt.request)
+		if status != 400 || !strings.Contains(body, tt.want) {
+			t.Errorf("%s %s: %d %s", tt.capability, tt.request, status, body)
+		}
+	}
+	if status, body := env("realtime_batch", `{"operations":[{"op":"create","entity_token":"product-tok"}]}`); status != 200 || !strings.Contains(body, `"failed":1`) || !strings.Contains(body, "data") {
+		t.Errorf("batch create without data: %d %s", status, body)
+	}
+	if n := len(e.Calls()); n != 3 {
+		t.Errorf("%d calls, want no more after the refusals", n)
+	}
+}

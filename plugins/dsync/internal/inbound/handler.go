@@ -203,6 +203,11 @@ func (h *handler) serveCollection(w http.ResponseWriter, r *http.Request, rt *ro
 				writeError(w, http.StatusBadRequest, fmt.Sprintf("limit: %q is not an integer", s), nil)
 				return
 			}
+			if n < 1 {
+				// 0 means the default only when limit is absent.
+				writeError(w, http.StatusBadRequest, fmt.Sprintf("limit: must be between 1 and %d, got %d", store.MaxLimit, n), nil)
+				return
+			}
 			limit = n
 		}
 		page, err := h.cfg.Store.List(r.Context(), rt.entity.EntityToken, limit, q.Get("cursor"))

@@ -175,6 +175,8 @@ func TestRequests(t *testing.T) {
 		{"PATCH", "/entity/product", `{}`, nil, 405, "method PATCH not allowed"},
 		{"GET", "/entity/product?limit=abc", "", nil, 400, `limit: "abc" is not an integer`},
 		{"GET", "/entity/product?limit=5000", "", nil, 400, "limit: must be between 1 and 1000"},
+		{"GET", "/entity/product?limit=0", "", nil, 400, "limit: must be between 1 and 1000, got 0"},
+		{"GET", "/entity/product?limit=-3", "", nil, 400, "limit: must be between 1 and 1000, got -3"},
 		{"GET", "/entity/product?cursor=bogus", "", nil, 400, "cursor: "},
 		{"GET", "/entity/product/a/b", "", nil, 404, "no inbound endpoint"},
 		{"GET", "/entity/products", "", nil, 404, "no inbound endpoint"},
