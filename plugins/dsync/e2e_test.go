@@ -145,8 +145,18 @@ func compactJSON(t testing.TB, s string) string {
 	return b.String()
 }
 
-func callsSince(emu *dsyncemu.Emulator, n int) []dsyncemu.Call {
-	return emu.Calls()[n:]
+// callsSince waits until the platform recorded want calls after the first
+// n (a reset or abandoned call is recorded after the client moved on) and
+// returns every call after the first n.
+func callsSince(t testing.TB, emu *dsyncemu.Emulator, n, want int) []dsyncemu.Call {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	calls, err := emu.WaitCalls(ctx, n+want)
+	if err != nil {
+		t.Fatalf("%v (have %d)", err, len(emu.Calls())-n)
+	}
+	return calls[n:]
 }
 
 // TestRealtimeWireThroughHost checks that realtime_create, _update and
@@ -277,7 +287,7 @@ func TestRealtimeRetriesThroughHost(t *testing.T) {
 		if resp["attempts"] != float64(4) {
 			t.Errorf("attempts %v, want 4", resp["attempts"])
 		}
-		calls := callsSince(emu, n)
+		calls := callsSince(t, emu, n, 4)
 		var statuses []int
 		for _, c := range calls {
 			if c.Method != http.MethodPut || string(c.Body) != `{"name":"v2","sku":"R-1"}` {
@@ -300,8 +310,8 @@ func TestRealtimeRetriesThroughHost(t *testing.T) {
 		if resp["attempts"] != float64(3) || resp["already_applied"] != nil {
 			t.Errorf("response %v", resp)
 		}
-		if len(callsSince(emu, n)) != 3 {
-			t.Errorf("%d calls, want 3", len(callsSince(emu, n)))
+		if calls := callsSince(t, emu, n, 3); len(calls) != 3 {
+			t.Errorf("%d calls, want 3", len(calls))
 		}
 		if _, ok := emu.Record(productTok, "R-2"); ok {
 			t.Error("R-2 still stored")
@@ -324,8 +334,8 @@ func TestRealtimeRetriesThroughHost(t *testing.T) {
 		if !strings.Contains(msg, "platform answered 503: maintenance (after 4 attempts)") {
 			t.Errorf("message %q", msg)
 		}
-		if len(callsSince(emu, n)) != 4 {
-			t.Errorf("%d calls, want 4", len(callsSince(emu, n)))
+		if calls := callsSince(t, emu, n, 4); len(calls) != 4 {
+			t.Errorf("%d calls, want 4", len(calls))
 		}
 	})
 
@@ -355,7 +365,7 @@ func TestRealtimeRetriesThroughHost(t *testing.T) {
 			if msg := failure(t, r, tt.status, tt.code); !strings.Contains(msg, tt.msg) {
 				t.Errorf("message %q lacks %q", msg, tt.msg)
 			}
-			if calls := callsSince(emu, n); len(calls) != 1 || calls[0].Method != http.MethodPost {
+			if calls := callsSince(t, emu, n, 1); len(calls) != 1 || calls[0].Method != http.MethodPost {
 				t.Errorf("%d calls at the platform, want one POST", len(calls))
 			}
 			_, stored := emu.Record(productTok, sku)
@@ -783,4 +793,39 @@ func compactJSONSorted(t testing.TB, raw json.RawMessage) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestSlowPlatformThroughHost checks that a platform slower than the
+// connector's deadline ends the call with request_timeout at the deadline
+// (no retry past it), and that a slow answer within it succeeds.
+func TestSlowPlatformThroughHost(t *testing.T) {
+	t.Parallel()
+	emu := startEmu(t)
+	h := startHost(t, emu, "", func(c *config.Config) {
+		cc := c.Connectors["dsync"]
+		cc.Timeout = config.Duration(time.Second)
+		c.Connectors["dsync"] = cc
+	})
+	success(t, invoke(t, h, "realtime_create", map[string]any{"entity_token": productTok, "data": map[string]any{"sku": "S-1"}}, platformKey))
+	n := len(emu.Calls())
+	emu.Inject(dsyncemu.Fault{Method: "PUT", Delay: 200 * time.Millisecond})
+	success(t, invoke(t, h, "realtime_update", map[string]any{"entity_token": productTok, "data": map[string]any{"sku": "S-1", "name": "slow"}}, platformKey))
+
+	emu.Inject(dsyncemu.Fault{Method: "PUT", Delay: 30 * time.Second})
+	start := time.Now()
+	r := invoke(t, h, "realtime_update", map[string]any{"entity_token": productTok, "data": map[string]any{"sku": "S-1", "name": "late"}}, platformKey)
+	elapsed := time.Since(start)
+	failure(t, r, http.StatusGatewayTimeout, "dsync.request_timeout")
+	if elapsed < 900*time.Millisecond || elapsed > 10*time.Second {
+		t.Errorf("timed out after %s, want about the 1s deadline", elapsed)
+	}
+	if calls := callsSince(t, emu, n, 2); len(calls) != 2 {
+		t.Errorf("%d calls, want 2 (the late update is not retried past the deadline)", len(calls))
+	}
+	if u := emu.Counters().Updates; u != 1 {
+		t.Errorf("%d updates applied, want 1", u)
+	}
+	if rec, _ := emu.Record(productTok, "S-1"); !strings.Contains(string(rec.Data), "slow") {
+		t.Errorf("stored %s", rec.Data)
+	}
 }

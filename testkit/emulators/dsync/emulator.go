@@ -20,6 +20,7 @@ package dsyncemu
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
@@ -105,6 +106,8 @@ type Emulator struct {
 	records   map[string]map[string]*Record
 	autoID    int64
 	calls     []Call
+	recorded  int           // calls recorded, kept or not
+	recordCh  chan struct{} // closed and replaced when a call is recorded
 	queue     []*Fault
 	faultFunc func(r *http.Request, seq int64) *Fault
 
@@ -121,7 +124,8 @@ func New(cfg Config) (*Emulator, error) {
 	if cfg.MaxCalls <= 0 {
 		cfg.MaxCalls = 100000
 	}
-	return &Emulator{cfg: cfg, keySum: sha256.Sum256([]byte(cfg.APIKey)), records: map[string]map[string]*Record{}}, nil
+	return &Emulator{cfg: cfg, keySum: sha256.Sum256([]byte(cfg.APIKey)), records: map[string]map[string]*Record{},
+		recordCh: make(chan struct{})}, nil
 }
 
 // Start runs a new emulator on addr ("" = 127.0.0.1:0). Stop it with Close.
@@ -372,6 +376,29 @@ func (e *Emulator) record(c Call) {
 	if len(e.calls) < e.cfg.MaxCalls {
 		e.calls = append(e.calls, c)
 	}
+	e.recorded++
+	close(e.recordCh)
+	e.recordCh = make(chan struct{})
+}
+
+// WaitCalls waits until at least n calls were recorded, or ctx ends, and
+// returns the kept calls. A call is recorded when its handler returns:
+// before the client reads an answer, but possibly after a client saw a
+// connection reset or gave up, so tests about such calls wait here.
+func (e *Emulator) WaitCalls(ctx context.Context, n int) ([]Call, error) {
+	e.mu.Lock()
+	for e.recorded < n {
+		ch := e.recordCh
+		e.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("dsyncemu: waiting for %d calls: %w", n, ctx.Err())
+		}
+		e.mu.Lock()
+	}
+	defer e.mu.Unlock()
+	return slices.Clone(e.calls), nil
 }
 
 // envelope is the platform's JSON answer.

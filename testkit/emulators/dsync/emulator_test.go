@@ -214,6 +214,19 @@ func TestSlowFaultEndsWhenClientLeaves(t *testing.T) {
 	if _, err := http.DefaultClient.Do(req); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("want deadline, got %v", err)
 	}
+	// The abandoned call is recorded once the emulator notices; WaitCalls
+	// waits for it, and gives up with its context.
+	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer wcancel()
+	calls, err := e.WaitCalls(wctx, 1)
+	if err != nil || len(calls) != 1 || calls[0].Status != 0 || calls[0].Fault == nil || calls[0].Fault.Delay != time.Hour {
+		t.Fatalf("WaitCalls: %+v %v", calls, err)
+	}
+	short, scancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer scancel()
+	if _, err := e.WaitCalls(short, 2); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitCalls for a call that never comes: %v", err)
+	}
 	// Close must not wait for the hour.
 	done := make(chan struct{})
 	go func() { _ = e.Close(); close(done) }()
