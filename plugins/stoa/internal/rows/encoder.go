@@ -37,13 +37,11 @@ package rows
 import (
 	"encoding/base64"
 	"fmt"
-	"math/big"
 	"strconv"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/decimal"
 )
 
 // Encoder encodes record batches of one schema as JSON rows.
@@ -271,38 +269,34 @@ func newWriter(arr arrow.Array) (writeFn, error) {
 		w = func(dst []byte, i int) []byte { return appendBase64(dst, a.Value(i)) }
 	case *array.Date32:
 		w = func(dst []byte, i int) []byte {
-			return appendTime(dst, time.Unix(int64(a.Value(i))*86400, 0), "2006-01-02")
+			return appendDate(dst, int64(a.Value(i)))
 		}
 	case *array.Date64:
 		w = func(dst []byte, i int) []byte {
-			return appendTime(dst, time.UnixMilli(int64(a.Value(i))), "2006-01-02")
+			days, _ := floorDiv(int64(a.Value(i)), 86_400_000)
+			return appendDate(dst, days)
 		}
 	case *array.Time32:
 		unit := a.DataType().(*arrow.Time32Type).Unit
-		layout := "15:04:05" + fraction(unit)
-		w = func(dst []byte, i int) []byte { return appendTime(dst, instant(int64(a.Value(i)), unit), layout) }
+		w = func(dst []byte, i int) []byte { return appendTimeOfDay(dst, int64(a.Value(i)), unit) }
 	case *array.Time64:
 		unit := a.DataType().(*arrow.Time64Type).Unit
-		layout := "15:04:05" + fraction(unit)
-		w = func(dst []byte, i int) []byte { return appendTime(dst, instant(int64(a.Value(i)), unit), layout) }
+		w = func(dst []byte, i int) []byte { return appendTimeOfDay(dst, int64(a.Value(i)), unit) }
 	case *array.Timestamp:
 		tt := a.DataType().(*arrow.TimestampType)
-		layout := "2006-01-02T15:04:05" + fraction(tt.Unit)
-		if tt.TimeZone != "" {
-			layout += "Z"
-		}
-		w = func(dst []byte, i int) []byte { return appendTime(dst, instant(int64(a.Value(i)), tt.Unit), layout) }
+		zoned := tt.TimeZone != ""
+		w = func(dst []byte, i int) []byte { return appendTimestamp(dst, int64(a.Value(i)), tt.Unit, zoned) }
 	case *array.Duration:
 		w = func(dst []byte, i int) []byte { return appendInt(dst, int64(a.Value(i))) }
 	case *array.Decimal32:
 		scale := a.DataType().(*arrow.Decimal32Type).Scale
-		w = func(dst []byte, i int) []byte { return appendDecimal(dst, big.NewInt(int64(a.Value(i))), scale) }
+		w = func(dst []byte, i int) []byte { return appendDecimalInt(dst, int64(a.Value(i)), scale) }
 	case *array.Decimal64:
 		scale := a.DataType().(*arrow.Decimal64Type).Scale
-		w = func(dst []byte, i int) []byte { return appendDecimal(dst, big.NewInt(int64(a.Value(i))), scale) }
+		w = func(dst []byte, i int) []byte { return appendDecimalInt(dst, int64(a.Value(i)), scale) }
 	case *array.Decimal128:
 		scale := a.DataType().(*arrow.Decimal128Type).Scale
-		w = func(dst []byte, i int) []byte { return appendDecimal(dst, decimalBig(a.Value(i)), scale) }
+		w = func(dst []byte, i int) []byte { return appendDecimal128(dst, a.Value(i), scale) }
 	case *array.Decimal256:
 		scale := a.DataType().(*arrow.Decimal256Type).Scale
 		w = func(dst []byte, i int) []byte { return appendDecimal(dst, a.Value(i).BigInt(), scale) }
@@ -441,13 +435,4 @@ func instant(v int64, u arrow.TimeUnit) time.Time {
 		return time.Unix(0, v)
 	}
 	return time.Unix(v, 0)
-}
-
-// decimalBig converts a decimal128 to a big.Int, without allocating the
-// big.Int's digits twice for values that fit an int64.
-func decimalBig(n decimal.Decimal128) *big.Int {
-	if hi, lo := n.HighBits(), n.LowBits(); (hi == 0 && lo>>63 == 0) || (hi == -1 && lo>>63 == 1) {
-		return big.NewInt(int64(lo))
-	}
-	return n.BigInt()
 }

@@ -125,12 +125,22 @@ const maxScaleDigits = 100
 // appendDecimal appends the decimal unscaled×10^-scale as a JSON string of
 // its exact decimal representation ("-12.3400").
 func appendDecimal(dst []byte, unscaled *big.Int, scale int32) []byte {
-	digits := unscaled.String()
-	dst = append(dst, '"')
-	if digits[0] == '-' {
-		dst = append(dst, '-')
+	digits := unscaled.Append(nil, 10)
+	neg := len(digits) > 0 && digits[0] == '-'
+	if neg {
 		digits = digits[1:]
 	}
+	return appendDecimalDigits(dst, neg, digits, scale)
+}
+
+// appendDecimalDigits appends the decimal of sign neg, magnitude digits
+// (decimal, no leading zeros) and scale as a quoted string.
+func appendDecimalDigits(dst []byte, neg bool, digits []byte, scale int32) []byte {
+	dst = append(dst, '"')
+	if neg {
+		dst = append(dst, '-')
+	}
+	zero := len(digits) == 1 && digits[0] == '0'
 	switch {
 	case scale == 0:
 		dst = append(dst, digits...)
@@ -140,7 +150,7 @@ func appendDecimal(dst []byte, unscaled *big.Int, scale int32) []byte {
 		dst = strconv.AppendInt(dst, -int64(scale), 10)
 	case scale < 0:
 		dst = append(dst, digits...)
-		if digits != "0" {
+		if !zero {
 			dst = append(dst, strings.Repeat("0", int(-scale))...)
 		}
 	case len(digits) <= int(scale):

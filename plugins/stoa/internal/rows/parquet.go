@@ -167,7 +167,7 @@ type ReadOptions struct {
 }
 
 // Read decodes the projected columns row group by row group, in batches of
-// at most BatchRows rows, checks their structure (array.ValidateFull), and
+// at most BatchRows rows, checks their structure (see validateRecord), and
 // calls fn with each batch in row order. The
 // batch is released when fn returns; fn must Retain it to keep it. An error
 // of fn stops the read and is returned as is; decoding errors wrap
@@ -242,22 +242,6 @@ func next(rr pqarrow.RecordReader) (rec arrow.RecordBatch, ok bool, err error) {
 // emptyBatch is a batch of n rows without columns.
 func emptyBatch(schema *arrow.Schema, n int64) arrow.RecordBatch {
 	return array.NewRecordBatch(schema, nil, n)
-}
-
-// validateRecord checks the decoded arrays of damaged files (offsets past
-// the values, short children, dictionary indices out of range) so that
-// reading values never panics: arrow-go decodes such data without complaint.
-func validateRecord(rec arrow.RecordBatch) (err error) {
-	defer recoverCorrupt(&err)
-	for i, col := range rec.Columns() {
-		if int64(col.Len()) < rec.NumRows() {
-			return fmt.Errorf("column %d has %d values for %d rows", i, col.Len(), rec.NumRows())
-		}
-		if err := array.ValidateFull(col); err != nil {
-			return fmt.Errorf("column %d: %v", i, err)
-		}
-	}
-	return nil
 }
 
 // checkChunks checks that every column chunk the footer describes lies

@@ -282,6 +282,8 @@ func (s *fileSink) write(orderID string, rec arrow.RecordBatch) error {
 	return nil
 }
 
+func (s *fileSink) flush() error { return nil }
+
 // close finishes the file format (footers, buffers).
 func (s *fileSink) close() error {
 	switch {

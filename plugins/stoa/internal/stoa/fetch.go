@@ -102,45 +102,9 @@ type RowFunc func(row json.RawMessage) error
 // when its signature expired. An error from emit stops the fetch and is
 // returned as is.
 func (c *Client) Fetch(ctx context.Context, req FetchRequest, emit RowFunc) (*FetchResult, error) {
-	return c.run(ctx, req, &rowSink{emit: emit}, false)
-}
-
-// rowSink encodes batches as JSON rows.
-type rowSink struct {
-	emit   RowFunc
-	enc    *rows.Encoder
-	schema *arrow.Schema
-	buf    int // size hint of the next batch buffer
-}
-
-func (s *rowSink) begin(*arrow.Schema) error { return nil }
-
-func (s *rowSink) write(orderID string, rec arrow.RecordBatch) error {
-	if s.enc == nil || !sameSchema(s.schema, rec.Schema()) {
-		enc, err := rows.NewEncoder(rec.Schema())
-		if err != nil {
-			return sdk.Errorf(sdk.InvalidResponse, "order id %s: %v", quoteShort(orderID), err)
-		}
-		s.enc, s.schema = enc, rec.Schema()
-	}
-	b, err := s.enc.Bind(rec)
-	if err != nil {
-		return sdk.Errorf(sdk.InvalidResponse, "order id %s: %v", quoteShort(orderID), err)
-	}
-	// One buffer per batch, cut into rows: the callee owns each row.
-	buf := make([]byte, 0, max(s.buf, 1024))
-	for i := range b.Len() {
-		start := len(buf)
-		buf = b.AppendRow(buf, i)
-		// Rows already handed out are never written again: later rows are
-		// appended after them (or into a new array when buf grows).
-		row := buf[start:len(buf):len(buf)]
-		if err := s.emit(row); err != nil {
-			return &sinkError{err}
-		}
-	}
-	s.buf = len(buf) + len(buf)/8
-	return nil
+	rs := newRowSink(emit)
+	defer rs.close()
+	return c.run(ctx, req, rs, false)
 }
 
 // sinkError carries an error of the caller's sink unchanged.
@@ -154,7 +118,11 @@ type sink interface {
 	// begin is called once, before the first batch, with the schema of
 	// the first object read.
 	begin(schema *arrow.Schema) error
+	// write takes one batch; it may keep it (retained) until flush.
 	write(orderID string, rec arrow.RecordBatch) error
+	// flush finishes the batches written so far (at the end of each
+	// object).
+	flush() error
 }
 
 func sameSchema(a, b *arrow.Schema) bool {
@@ -366,6 +334,9 @@ func (c *Client) readObject(ctx context.Context, id string, dl *download, column
 		n += rec.NumRows()
 		return nil
 	})
+	if ferr := s.flush(); ferr != nil {
+		return n, ferr
+	}
 	switch {
 	case err == nil:
 		return n, nil
