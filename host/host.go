@@ -26,7 +26,9 @@ import (
 	"github.com/connector-host/connector-host/host/config"
 	"github.com/connector-host/connector-host/host/httpapi"
 	"github.com/connector-host/connector-host/host/metrics"
+	"github.com/connector-host/connector-host/host/oauth"
 	"github.com/connector-host/connector-host/host/router"
+	"github.com/connector-host/connector-host/host/store"
 	"github.com/connector-host/connector-host/host/supervisor"
 	"github.com/connector-host/connector-host/internal/redact"
 )
@@ -40,6 +42,8 @@ type Host struct {
 	router  *router.Router
 	api     *httpapi.Server
 	sups    []*supervisor.Supervisor
+	oauth   *oauth.Manager
+	state   store.Store
 
 	binaries []supervisor.Binary
 	closeMu  sync.Mutex
@@ -93,12 +97,17 @@ func New(cfg config.Config, opts ...Option) (*Host, error) {
 	if cfg.EncryptionKey != "" {
 		h.secrets.Add(cfg.EncryptionKey)
 	}
-	h.router = router.New(router.WithObserver(h.metrics), router.WithSecrets(h.secrets), router.WithLogger(h.logger.Named("router")))
+	oauthOpts, err := h.setupOAuth()
+	if err != nil {
+		return nil, err
+	}
+	h.router = router.New(append(oauthOpts, router.WithObserver(h.metrics), router.WithSecrets(h.secrets), router.WithLogger(h.logger.Named("router")))...)
 	h.api = httpapi.New(httpapi.Options{
 		Router: h.router, Metrics: h.metrics, Logger: h.logger.Named("http"),
 		APIToken: cfg.APIToken, MaxBodyBytes: cfg.MaxBodyBytes,
 	})
 	h.mountRoutes()
+	h.mountOAuth()
 	return h, nil
 }
 
@@ -267,4 +276,7 @@ func (h *Host) Close() {
 		}()
 	}
 	wg.Wait()
+	if h.state != nil {
+		_ = h.state.Close()
+	}
 }

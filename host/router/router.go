@@ -46,8 +46,9 @@ type Builtins interface {
 	// with this description (excluding ones the plugin implements).
 	Capabilities(desc *wire.Description) []wire.Capability
 	// Invoke runs a builtin capability; handled is false when name is not
-	// one of them.
-	Invoke(ctx context.Context, appID string, desc *wire.Description, name string, call *wire.Call) (res *wire.Result, handled bool)
+	// one of them. credentialID is the envelope's credential_id, which the
+	// router does not resolve for builtins (they may create it).
+	Invoke(ctx context.Context, appID string, desc *wire.Description, name string, call *wire.Call, credentialID string) (res *wire.Result, handled bool)
 }
 
 // Credentials resolves stored credentials (credential_id) into the auth
@@ -186,6 +187,7 @@ type call struct {
 	inst    *supervisor.Instance
 	wc      *wire.Call
 	cap     wire.Capability
+	builtin bool
 	ctx     context.Context
 	stop    context.CancelFunc
 }
@@ -208,6 +210,7 @@ func (r *Router) begin(ctx context.Context, req *Request) (*call, *Failure) {
 		c.cap = capa
 	} else if r.builtins != nil && hasCapability(r.builtins.Capabilities(inst.Description), req.Capability) {
 		c.cap = wire.Capability{Name: req.Capability}
+		c.builtin = true
 	} else {
 		cancel()
 		return nil, hostFailure(req.AppID, sdk.NotImplemented, "router.Invoke", "capability %q is not implemented by %s", req.Capability, req.AppID)
@@ -227,7 +230,7 @@ func (r *Router) begin(ctx context.Context, req *Request) (*call, *Failure) {
 		IncludeRawData: env.IncludeRawData,
 		RequestID:      req.RequestID,
 	}
-	if env.CredentialID != "" {
+	if env.CredentialID != "" && !c.builtin {
 		if r.creds == nil {
 			cancel()
 			return nil, hostFailure(req.AppID, sdk.BadRequest, "router.Invoke", "credential_id: this host keeps no stored credentials")
@@ -290,8 +293,8 @@ func (r *Router) invoke(ctx context.Context, req *Request) (*wire.Result, *Failu
 		return nil, f
 	}
 	defer c.end()
-	if r.builtins != nil {
-		if res, handled := r.builtins.Invoke(c.ctx, req.AppID, c.inst.Description, req.Capability, c.wc); handled {
+	if c.builtin {
+		if res, handled := r.builtins.Invoke(c.ctx, req.AppID, c.inst.Description, req.Capability, c.wc, req.Envelope.CredentialID); handled {
 			if res.Err != nil {
 				return nil, pluginFailure(req.AppID, res.Err)
 			}
@@ -314,6 +317,7 @@ func (r *Router) invoke(ctx context.Context, req *Request) (*wire.Result, *Failu
 			return nil, &Failure{AppID: req.AppID, Err: werr}
 		}
 		c.wc.Auth = auth
+		defer r.maskAuth(auth)()
 		res, err = c.inst.Conn.Invoke(c.ctx, c.wc)
 		if err != nil {
 			c.rt.sup.ReportBroken(c.inst)
