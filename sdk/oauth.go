@@ -3,6 +3,7 @@ package sdk
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 
@@ -137,17 +138,34 @@ func (o *OAuthSettings) validate(caps map[string]*capability) error {
 }
 
 // checkURLTemplate checks that a URL template parses once its placeholders
-// are filled with a dummy value.
+// are filled with a sample value ("1": valid as a DNS label and as a
+// port), has no userinfo, and uses https (http only for a loopback host).
+// The host checks every filled-in URL again before using it.
 func checkURLTemplate(field, tmpl string) error {
 	if tmpl == "" {
 		return fmt.Errorf("%s: is required", field)
 	}
-	filled := placeholder.ReplaceAllString(tmpl, "x")
+	filled := placeholder.ReplaceAllString(tmpl, "1")
 	u, err := url.Parse(filled)
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
 		return fmt.Errorf("%s: %q is not an absolute http(s) URL", field, tmpl)
 	}
+	if u.User != nil {
+		return fmt.Errorf("%s: %q must not contain userinfo", field, tmpl)
+	}
+	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
+		return fmt.Errorf("%s: %q must use https (http is allowed only for loopback hosts)", field, tmpl)
+	}
 	return nil
+}
+
+// isLoopback reports whether host is localhost or a loopback address.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func (o *OAuthSettings) toWire() *wire.OAuthSettings {
