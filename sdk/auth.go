@@ -1,6 +1,8 @@
 package sdk
 
 import (
+	"encoding/json"
+
 	"github.com/invopop/jsonschema"
 )
 
@@ -110,3 +112,25 @@ func (a *Auth) Kinds() []AuthKind {
 	}
 	return out
 }
+
+// RawObject is a JSON object kept exactly as received (no float64
+// rounding of large integers, key order kept). Use it instead of
+// map[string]any for pass-through data; its schema is {"type":"object"}.
+type RawObject json.RawMessage
+
+// MarshalJSON writes the object ({} when empty).
+func (o RawObject) MarshalJSON() ([]byte, error) {
+	if len(o) == 0 {
+		return []byte("{}"), nil
+	}
+	return o, nil
+}
+
+// UnmarshalJSON keeps a copy of the raw JSON.
+func (o *RawObject) UnmarshalJSON(b []byte) error {
+	*o = append((*o)[:0], b...)
+	return nil
+}
+
+// JSONSchema implements the schema generator's hook.
+func (RawObject) JSONSchema() *jsonschema.Schema { return &jsonschema.Schema{Type: "object"} }

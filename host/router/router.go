@@ -472,6 +472,13 @@ func (r *Router) HandleInbound(ctx context.Context, appID string, req *wire.Inbo
 		return nil, callFailure(appID, "inbound", ctx, callCtx, err)
 	}
 	if !inboundDeclared(inst.Description.InboundRoutes, req.Method, decodedPath) {
+		if allowed := inboundMethods(inst.Description.InboundRoutes, decodedPath); len(allowed) > 0 {
+			return &wire.InboundResponse{
+				Status: 405,
+				Header: map[string][]string{"Allow": {strings.Join(allowed, ", ")}, "Content-Type": {"application/json"}},
+				Body:   []byte(`{"status":405,"message":"method not allowed","allow":"` + strings.Join(allowed, ", ") + `"}`),
+			}, nil
+		}
 		return nil, hostFailure(appID, sdk.NotFound, "router.HandleInbound", "%s declares no inbound route %s %s", appID, req.Method, decodedPath)
 	}
 	settings, f := mergeSettings(appID, rt.defaults, nil)
@@ -493,23 +500,40 @@ func (r *Router) HandleInbound(ctx context.Context, appID string, req *wire.Inbo
 	return res, nil
 }
 
+// inboundMethods lists the methods declared for path (nil when a route
+// accepts any method or none matches).
+func inboundMethods(routes []wire.InboundRoute, path string) []string {
+	var out []string
+	for _, rt := range routes {
+		if !inboundPathMatches(rt.Path, path) {
+			continue
+		}
+		if rt.Method == "" {
+			return nil
+		}
+		out = append(out, rt.Method)
+	}
+	sort.Strings(out)
+	return out
+}
+
 // inboundDeclared reports whether a route matches: the method (or any when
 // the route has none) and the path, where a route path ending in "/..."
 // matches its whole subtree.
 func inboundDeclared(routes []wire.InboundRoute, method, path string) bool {
 	for _, rt := range routes {
-		if rt.Method != "" && rt.Method != method {
-			continue
-		}
-		if prefix, ok := strings.CutSuffix(rt.Path, "/..."); ok {
-			if path == prefix || strings.HasPrefix(path, prefix+"/") || prefix == "" {
-				return true
-			}
-			continue
-		}
-		if path == rt.Path {
+		if (rt.Method == "" || rt.Method == method) && inboundPathMatches(rt.Path, path) {
 			return true
 		}
 	}
 	return false
+}
+
+// inboundPathMatches matches a route path; one ending in "/..." matches its
+// whole subtree.
+func inboundPathMatches(pattern, path string) bool {
+	if prefix, ok := strings.CutSuffix(pattern, "/..."); ok {
+		return prefix == "" || path == prefix || strings.HasPrefix(path, prefix+"/")
+	}
+	return path == pattern
 }

@@ -177,7 +177,15 @@ func (s *Supervisor) Acquire(ctx context.Context) (*Instance, error) {
 		s.mu.Unlock()
 		switch {
 		case st == Ready && inst != nil:
-			return inst, nil
+			select {
+			case <-inst.Exited():
+				// The process is gone and the loop has not noticed yet:
+				// wait for the restart rather than hand out a dead one.
+				s.ReportBroken(inst)
+				continue
+			default:
+				return inst, nil
+			}
 		case st == Stopped:
 			return nil, ErrStopped
 		case st == Failed:
@@ -319,6 +327,7 @@ func (s *Supervisor) watch(inst *Instance) error {
 		case <-s.stopCh:
 			return nil
 		case <-inst.Exited():
+			s.ReportBroken(inst)
 			if inst.proc.exitErr != nil {
 				return fmt.Errorf("process exited: %w", inst.proc.exitErr)
 			}
