@@ -21,14 +21,43 @@ import (
 	"github.com/connector-host/connector-host/sdk"
 )
 
-// Credentials authenticate a Client: Email and Password for the REST login
-// (auth kind "basic", the email as username), or AccessToken for bearer mode
-// (an OAuth2 token the host's OAuth module obtained with the client
-// credentials grant).
+// Credentials authenticate a Client, in one of three modes, the first that
+// applies:
+//   - AccessToken: bearer mode, an OAuth2 token obtained by someone else
+//     (the host's OAuth module);
+//   - ClientID and ClientSecret: OAuth2 client credentials, the token
+//     fetched from {auth}/oauth/token/ (HTTP Basic client authentication,
+//     form body), as the Python client's "oauth2" mode does;
+//   - Email and Password: the REST login (auth kind "basic", the email as
+//     username).
+//
+// Tokens the client obtains itself are cached in its TokenCache and
+// obtained again, once, when Stoa answers 401.
 type Credentials struct {
-	Email       string
-	Password    string
-	AccessToken string
+	Email        string
+	Password     string
+	ClientID     string
+	ClientSecret string
+	AccessToken  string
+}
+
+// authMode is how a Client authenticates.
+type authMode int
+
+const (
+	modeREST authMode = iota
+	modeClientCredentials
+	modeBearer
+)
+
+func (c Credentials) mode() authMode {
+	switch {
+	case c.AccessToken != "":
+		return modeBearer
+	case c.ClientID != "":
+		return modeClientCredentials
+	}
+	return modeREST
 }
 
 // RetryPolicy governs retries of failed requests (5xx, 429, 408, timeouts,
@@ -92,10 +121,15 @@ func New(settings Settings, creds Credentials, opts Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	if creds.AccessToken == "" {
+	switch creds.mode() {
+	case modeClientCredentials:
+		if creds.ClientSecret == "" {
+			return nil, sdk.Errorf(sdk.BadRequest, "auth.oauth_client_credentials.client_secret: is required")
+		}
+	case modeREST:
 		switch {
 		case creds.Email == "":
-			return nil, sdk.Errorf(sdk.BadRequest, "auth.basic.username: the Stoa account email is required (or give an OAuth2 access token)")
+			return nil, sdk.Errorf(sdk.BadRequest, "auth.basic.username: the Stoa account email is required (or give OAuth2 credentials)")
 		case creds.Password == "":
 			return nil, sdk.Errorf(sdk.BadRequest, "auth.basic.password: is required")
 		}
@@ -123,7 +157,7 @@ func New(settings Settings, creds Credentials, opts Options) (*Client, error) {
 		c.opts.SpoolMemoryBytes = 8 << 20
 	}
 	h := sha256.New()
-	for _, part := range []string{cfg.AuthBaseURL, creds.Email, creds.Password} {
+	for _, part := range []string{strconv.Itoa(int(creds.mode())), cfg.AuthBaseURL, creds.Email, creds.Password, creds.ClientID, creds.ClientSecret} {
 		h.Write([]byte(part))
 		h.Write([]byte{0})
 	}
@@ -135,10 +169,11 @@ func New(settings Settings, creds Credentials, opts Options) (*Client, error) {
 func (c *Client) Config() Config { return c.cfg }
 
 // bearerMode reports whether the client uses a given access token.
-func (c *Client) bearerMode() bool { return c.creds.AccessToken != "" }
+func (c *Client) bearerMode() bool { return c.creds.mode() == modeBearer }
 
-// TokenCache keeps REST login tokens, keyed by auth URL and credentials (a
-// hash: the cache holds no password), so that many calls share one login.
+// TokenCache keeps the tokens a Client obtains (REST login, client
+// credentials), keyed by auth URL and credentials (a hash: the cache holds
+// no password or secret), so that many calls share one login.
 // It is safe for concurrent use.
 type TokenCache struct {
 	mu      sync.Mutex
@@ -176,12 +211,20 @@ func (c *Client) accessToken(ctx context.Context) (string, error) {
 	if e.token != "" {
 		return e.token, nil
 	}
-	tok, err := c.login(ctx)
+	tok, err := c.obtainToken(ctx)
 	if err != nil {
 		return "", err
 	}
 	e.token = tok
 	return tok, nil
+}
+
+// obtainToken logs in or fetches a client-credentials token.
+func (c *Client) obtainToken(ctx context.Context) (string, error) {
+	if c.creds.mode() == modeClientCredentials {
+		return c.clientCredentialsToken(ctx)
+	}
+	return c.login(ctx)
 }
 
 // dropToken forgets tok if it is still the cached token (after a 401).
@@ -194,15 +237,15 @@ func (c *Client) dropToken(tok string) {
 	}
 }
 
-// Validate checks the credentials: in REST mode it logs in (and caches the
-// new token); in bearer mode there is nothing to ask Stoa without a product,
-// so it only checks that a token is present (the host's OAuth module
-// obtained it from Stoa's token endpoint).
+// Validate checks the credentials: it logs in or fetches a
+// client-credentials token (and caches it); in bearer mode there is nothing
+// to ask Stoa without a product, so it only checks that a token is present
+// (the host's OAuth module obtained it from Stoa's token endpoint).
 func (c *Client) Validate(ctx context.Context) error {
 	if c.bearerMode() {
 		return nil
 	}
-	tok, err := c.login(ctx)
+	tok, err := c.obtainToken(ctx)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package stoa
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"math"
 	"net/http"
 	"net/url"
@@ -266,7 +267,7 @@ func TestLoginErrors(t *testing.T) {
 	dead := startEmu(t, stoaemu.Options{})
 	dc := newClient(t, dead, restCreds, Options{}, nil)
 	dead.Close()
-	wantCode(t, dc.Validate(context.Background()), sdk.ConnectionRejected, "login")
+	wantConnectionFailure(t, dc.Validate(context.Background()), "login")
 }
 
 func TestBearerMode(t *testing.T) {
@@ -433,4 +434,72 @@ func TestTimeout(t *testing.T) {
 	cancel()
 	_, err = c.Order(ctx, exampleOrder())
 	wantCode(t, err, sdk.RequestTimeout, "cancelled")
+}
+
+func TestClientCredentialsMode(t *testing.T) {
+	t.Parallel()
+	srv := startEmu(t, stoaemu.Options{})
+	creds := Credentials{ClientID: stoaemu.DefaultClientID, ClientSecret: stoaemu.DefaultClientSecret}
+	cache := NewTokenCache()
+	c := newClient(t, srv, creds, Options{TokenCache: cache}, nil)
+	c2 := newClient(t, srv, creds, Options{TokenCache: cache}, nil)
+	ctx := context.Background()
+	for _, cl := range []*Client{c, c2, c} {
+		if _, err := cl.Order(ctx, exampleOrder()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got collector
+	if _, err := c2.Fetch(ctx, FetchRequest{OrderIDs: srv.Keys(0)[:3]}, got.emit); err != nil {
+		t.Fatal(err)
+	}
+	if st := srv.Stats(); st.TokenRequests != 1 || st.Logins != 0 {
+		t.Errorf("token requests %d logins %d, want one token for every call", st.TokenRequests, st.Logins)
+	}
+	srv.ExpireTokens()
+	if _, err := c.Order(ctx, exampleOrder()); err != nil {
+		t.Fatalf("after expiry: %v", err)
+	}
+	if st := srv.Stats(); st.TokenRequests != 2 {
+		t.Errorf("token requests %d, want 2 (one new token after the 401)", st.TokenRequests)
+	}
+	if err := c.Validate(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	_, err := New(Settings{}, Credentials{ClientID: "x"}, Options{})
+	wantCode(t, err, sdk.BadRequest, "auth.oauth_client_credentials.client_secret")
+	bad := newClient(t, srv, Credentials{ClientID: stoaemu.DefaultClientID, ClientSecret: "wrong"}, Options{}, nil)
+	se := wantCode(t, bad.Validate(ctx), sdk.Unauthorized, "rejected the client credentials", "invalid_client")
+	if strings.Contains(se.Error(), "wrong") {
+		t.Errorf("error leaks the secret: %v", se)
+	}
+	srv.InjectFault("/auth/oauth/token/", stoaemu.Fault{Status: 200, Body: `{"token_type":"Bearer"}`, Times: 1})
+	wantCode(t, c.Validate(ctx), sdk.InvalidResponse, "access_token")
+	srv.InjectFault("/auth/oauth/token/", stoaemu.Fault{Status: 503, Times: 1})
+	if err := c.Validate(ctx); err != nil {
+		t.Errorf("one 503 is retried: %v", err)
+	}
+	dead := startEmu(t, stoaemu.Options{})
+	dc := newClient(t, dead, creds, Options{}, nil)
+	dead.Close()
+	wantConnectionFailure(t, dc.Validate(ctx), "oauth token")
+}
+
+// wantConnectionFailure accepts the codes of a server that is gone (refused,
+// or reset when the port was just closed).
+func wantConnectionFailure(t *testing.T, err error, part string) {
+	t.Helper()
+	var se *sdk.Error
+	if !errors.As(err, &se) {
+		t.Fatalf("error %v, want *sdk.Error", err)
+	}
+	switch se.Code {
+	case sdk.ConnectionRejected, sdk.ConnectionClosed, sdk.ClientCallError:
+	default:
+		t.Fatalf("code %s (%v), want a connection failure", se.Code, se)
+	}
+	if !strings.Contains(se.Message, part) || !se.Retryable {
+		t.Errorf("message %q (retryable %v), want %q and retryable", se.Message, se.Retryable, part)
+	}
 }
