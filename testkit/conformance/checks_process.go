@@ -1,0 +1,347 @@
+package conformance
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/connector-host/connector-host/host/supervisor"
+)
+
+// canaryAuth returns an auth object of kind whose secret fields hold new
+// canaries (and whose other string fields a plain value), or nil when the
+// kind has no secret field.
+func (s *session) canaryAuth(kind string) (json.RawMessage, []string) {
+	raw := s.authSchemas[kind]
+	secrets := secretProperties(raw)
+	if len(secrets) == 0 {
+		return nil, nil
+	}
+	var doc map[string]any
+	_ = json.Unmarshal(raw, &doc)
+	props, _ := doc["properties"].(map[string]any)
+	obj := map[string]any{}
+	var fed []string
+	for name, p := range props {
+		pm, _ := p.(map[string]any)
+		switch {
+		case markedSecret(pm):
+			c := s.newCanary()
+			obj[name] = c
+			fed = append(fed, "auth."+kind+"."+name)
+		case pm != nil && pm["type"] == "string":
+			obj[name] = "conformance-" + name
+		}
+	}
+	b, _ := json.Marshal(map[string]any{kind: obj})
+	return b, fed
+}
+
+func (s *session) newCanary() string {
+	c := newID("cnry")
+	s.canaries = append(s.canaries, c)
+	return c
+}
+
+// withCanaries returns a copy of an auth object with every secret field it
+// has replaced by a canary.
+func (s *session) authWithCanaries(auth json.RawMessage) (json.RawMessage, []string) {
+	var doc map[string]map[string]any
+	if json.Unmarshal(auth, &doc) != nil || len(doc) == 0 {
+		return auth, nil
+	}
+	var fed []string
+	for kind, obj := range doc {
+		for _, name := range secretProperties(s.authSchemas[kind]) {
+			if _, ok := obj[name].(string); ok {
+				obj[name] = s.newCanary()
+				fed = append(fed, "auth."+kind+"."+name)
+			}
+		}
+	}
+	b, _ := json.Marshal(doc)
+	return b, fed
+}
+
+// settingsWithCanaries returns settings with secret settings replaced by
+// canaries: those present, or all of them when add is set.
+func (s *session) settingsWithCanaries(settings json.RawMessage, add bool) (json.RawMessage, []string) {
+	if s.desc == nil {
+		return settings, nil
+	}
+	names := secretProperties(s.desc.SettingsSchema)
+	if len(names) == 0 {
+		return settings, nil
+	}
+	doc := map[string]any{}
+	if len(settings) > 0 && string(settings) != "null" {
+		if json.Unmarshal(settings, &doc) != nil {
+			return settings, nil
+		}
+	}
+	var fed []string
+	for _, n := range names {
+		if _, present := doc[n]; present || add {
+			doc[n] = s.newCanary()
+			fed = append(fed, "settings."+n)
+		}
+	}
+	b, _ := json.Marshal(doc)
+	return b, fed
+}
+
+// feedCanaries makes calls whose credentials and secret settings are
+// canaries: the repeatable fixture cases (their own secrets replaced) and
+// one bad_request probe per capability (with canary credentials of each
+// accepted kind in turn). The secrets check later looks for the canaries
+// in everything the plugin logged and answered.
+func (s *session) feedCanaries() {
+	fedAt := map[string]bool{}
+	note := func(fed []string) {
+		for _, f := range fed {
+			fedAt[f] = true
+		}
+	}
+	send := func(capability string, env []byte, where string) {
+		o := s.call(s.ctx, capability, env, "", where)
+		s.canaryCalls++
+		if o.Err != nil {
+			s.canaryAnswers = append(s.canaryAnswers, o.Err.Message)
+		}
+	}
+	for _, f := range s.fixtures {
+		if f.Slow || f.Once {
+			continue
+		}
+		auth, fa := s.authWithCanaries(f.Auth)
+		settings, fs := s.settingsWithCanaries(f.Settings, false)
+		if len(fa)+len(fs) == 0 {
+			continue
+		}
+		note(fa)
+		note(fs)
+		send(f.Capability, envelopeOf(f.Request, settings, auth), "canary fixture "+f.Name)
+	}
+	var kinds []string
+	for k := range s.authSchemas {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	i := 0
+	for _, c := range s.desc.Capabilities {
+		sch := s.reqSchemas[c.Name]
+		if sch == nil {
+			continue
+		}
+		settings, _, base, _ := s.probeContext(c.Name)
+		probes := badRequestProbes(sch, c.RequestSchema, base)
+		if len(probes) == 0 {
+			continue
+		}
+		var auth json.RawMessage
+		var fa []string
+		for try := 0; try < len(kinds) && auth == nil; try++ {
+			auth, fa = s.canaryAuth(kinds[(i+try)%len(kinds)])
+		}
+		i++
+		settings, fs := s.settingsWithCanaries(settings, true)
+		if len(fa)+len(fs) == 0 {
+			continue
+		}
+		note(fa)
+		note(fs)
+		send(c.Name, envelopeOf(probes[0].Request, settings, auth), "canary probe "+c.Name)
+	}
+	for f := range fedAt {
+		s.canaryFed = append(s.canaryFed, f)
+	}
+	sort.Strings(s.canaryFed)
+}
+
+// checkSecrets looks for the canaries in the plugin's log lines and in the
+// error messages answered to the canary calls. It runs after the plugin
+// was stopped, so every line it wrote has been read.
+func (s *session) checkSecrets() Result {
+	if s.canaryCalls == 0 {
+		return skip("nothing to feed a canary secret into: the plugin accepts no credential kind with a secret field and has no secret settings (or no call could carry one)")
+	}
+	var problems []string
+	lines := s.logs.pluginLines(s.base)
+	for _, c := range s.canaries {
+		for _, l := range lines {
+			if l.contains(c) {
+				problems = append(problems, fmt.Sprintf("a canary secret appears in a log line: %s", cut(strings.ReplaceAll(l.Text, c, "<CANARY>"), 300)))
+				break
+			}
+		}
+		for _, m := range s.canaryAnswers {
+			if strings.Contains(m, c) {
+				problems = append(problems, fmt.Sprintf("a canary secret appears in an error message: %s", cut(strings.ReplaceAll(m, c, "<CANARY>"), 300)))
+				break
+			}
+		}
+	}
+	if len(problems) > 0 {
+		return failWith("leaks", problems)
+	}
+	return pass("%d canary secrets fed in %d calls (%s) appear in none of %d log lines and %d error messages",
+		len(s.canaries), s.canaryCalls, strings.Join(s.canaryFed, ", "), len(lines), len(s.canaryAnswers))
+}
+
+// checkLogs checks that every line the plugin wrote on stderr is hclog
+// JSON (the host parses them and re-logs them tagged with the app_id).
+func (s *session) checkLogs() Result {
+	lines := s.logs.pluginLines(s.base)
+	var bad []string
+	for _, l := range lines {
+		if !l.JSON {
+			bad = append(bad, fmt.Sprintf("not hclog JSON: %q", cut(l.Text, 200)))
+		}
+	}
+	if len(bad) > 0 {
+		r := failWith(fmt.Sprintf("of %d stderr lines are not hclog JSON", len(lines)), bad)
+		r.Reason = fmt.Sprintf("%d of %d stderr lines are not hclog JSON, e.g. %s", len(bad), len(lines), strings.TrimPrefix(bad[0], "not hclog JSON: "))
+		return r
+	}
+	if len(lines) == 0 {
+		return pass("the plugin wrote nothing on stderr")
+	}
+	return pass("all %d stderr lines are hclog JSON", len(lines))
+}
+
+// checkRestart kills the plugin process with SIGKILL and expects the host
+// to have it back, answering calls, within RestartWithin.
+func (s *session) checkRestart() Result {
+	inst, err := s.instance()
+	if err != nil {
+		return Result{Status: Fail, Reason: "no running plugin process to kill: " + err.Error()}
+	}
+	sup := s.sup()
+	gen, pid := inst.Generation, inst.PID()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		return Result{Status: Fail, Reason: fmt.Sprintf("kill -9 %d: %v", pid, err)}
+	}
+	killed := time.Now()
+	select {
+	case <-inst.Exited():
+	case <-time.After(2 * time.Second):
+		return Result{Status: Fail, Reason: fmt.Sprintf("process %d did not die of SIGKILL within 2 s", pid)}
+	}
+	var back *supervisor.Instance
+	ok := s.waitUntil(RestartWithin, func() bool {
+		if cur := sup.Current(); cur != nil && cur.Generation > gen {
+			back = cur
+			return true
+		}
+		st, _, _ := sup.Status()
+		return st == supervisor.Failed
+	})
+	if !ok || back == nil {
+		st, lastErr, _ := sup.Status()
+		reason := fmt.Sprintf("the plugin did not come back within %v of kill -9 (state %s)", RestartWithin, st)
+		if lastErr != nil {
+			reason += ": " + lastErr.Error()
+		}
+		return Result{Status: Fail, Reason: reason}
+	}
+	tookBack := time.Since(killed)
+	if d := back.Description; d == nil || d.AppID != s.desc.AppID || d.Version != s.desc.Version || len(d.Capabilities) != len(s.desc.Capabilities) {
+		return Result{Status: Fail, Reason: "after the restart the plugin describes itself differently"}
+	}
+	if msg := s.stillServes(); msg != "" {
+		return Result{Status: Fail, Reason: "back after kill -9, but " + msg}
+	}
+	return pass("back %v after kill -9 (process %d → generation %d) and answering calls", tookBack.Round(time.Millisecond), pid, back.Generation)
+}
+
+// checkShutdown stops the plugin twice: with SIGTERM (as a process
+// manager would), then as the host does (go-plugin's graceful shutdown);
+// each time the process must exit within ShutdownWithin. It leaves the
+// host stopped, so that every log line has been read.
+func (s *session) checkShutdown() Result {
+	var problems, notes []string
+	inst, err := s.instance()
+	if err != nil {
+		notes = append(notes, "no running process after the restart check; starting a new host")
+		s.stopAll()
+		if _, err := s.startHost(); err != nil {
+			return Result{Status: Fail, Reason: "the plugin does not start again: " + err.Error()}
+		}
+		if inst, err = s.instance(); err != nil {
+			return Result{Status: Fail, Reason: "the plugin does not start again: " + err.Error()}
+		}
+	}
+	// 1. SIGTERM.
+	pid := inst.PID()
+	t0 := time.Now()
+	termTook := time.Duration(0)
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		problems = append(problems, fmt.Sprintf("SIGTERM to %d: %v", pid, err))
+	} else {
+		select {
+		case <-inst.Exited():
+			termTook = time.Since(t0)
+		case <-time.After(ShutdownWithin):
+			problems = append(problems, fmt.Sprintf("on SIGTERM the plugin did not exit within %v", ShutdownWithin))
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	// 2. The host stops it.
+	sup := s.sup()
+	var next *supervisor.Instance
+	s.waitUntil(RestartWithin, func() bool {
+		if cur := sup.Current(); cur != nil && cur.Generation > inst.Generation {
+			next = cur
+			return true
+		}
+		return false
+	})
+	if next == nil {
+		notes = append(notes, "the plugin did not come back after SIGTERM; starting a new host for the stop")
+		s.stopAll()
+		if _, err := s.startHost(); err == nil {
+			next, _ = s.instance()
+		}
+	}
+	if next == nil {
+		problems = append(problems, "no running process to stop")
+		s.stopAll()
+		return failWith("problems", problems)
+	}
+	if s.srv != nil {
+		s.srv.CloseClientConnections()
+		s.srv.Close()
+		s.srv = nil
+	}
+	h := s.h
+	s.h = nil
+	closed := make(chan struct{})
+	t1 := time.Now()
+	go func() {
+		h.Close()
+		close(closed)
+	}()
+	stopTook := time.Duration(0)
+	select {
+	case <-next.Exited():
+		stopTook = time.Since(t1)
+	case <-time.After(ShutdownWithin):
+		problems = append(problems, fmt.Sprintf("when the host stopped it, the plugin did not exit within %v (go-plugin killed it)", ShutdownWithin))
+	}
+	select {
+	case <-closed:
+	case <-time.After(30 * time.Second):
+		problems = append(problems, "the host did not finish stopping the plugin within 30 s")
+	}
+	if len(problems) > 0 {
+		r := failWith("problems", problems)
+		r.Details = append(r.Details, notes...)
+		return r
+	}
+	r := pass("exited %v after SIGTERM and %v after the host's stop (limit %v)", termTook.Round(time.Millisecond), stopTook.Round(time.Millisecond), ShutdownWithin)
+	r.Details = notes
+	return r
+}

@@ -1,0 +1,21 @@
+package conformance_test
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/connector-host/connector-host/testkit/conformance"
+	"github.com/connector-host/connector-host/testkit/harness"
+)
+
+// TestReference runs the suite against the reference plugin with its
+// fixtures: every check must pass (none may be skipped).
+func TestReference(t *testing.T) {
+	bin := harness.Reference(t)
+	rep := conformance.Run(t, bin, conformance.Options{Fixtures: filepath.Join(harness.ModuleRoot(), "testkit", "reference", "testdata", "conformance")})
+	for _, r := range rep.Results {
+		if r.Status != conformance.Pass {
+			t.Errorf("%s: %s, want PASS: %s", r.Check, r.Status, r.Reason)
+		}
+	}
+}
