@@ -170,16 +170,22 @@ func (s *session) checkSecrets() Result {
 	}
 	var problems []string
 	lines := s.logs.pluginLines(s.base)
+	mask := func(text string) string {
+		for _, c := range s.canaries {
+			text = strings.ReplaceAll(text, c, "<CANARY>")
+		}
+		return cut(text, 300)
+	}
 	for _, c := range s.canaries {
 		for _, l := range lines {
 			if l.contains(c) {
-				problems = append(problems, fmt.Sprintf("a canary secret appears in a log line: %s", cut(strings.ReplaceAll(l.Text, c, "<CANARY>"), 300)))
+				problems = append(problems, fmt.Sprintf("a canary secret appears in a log line: %s", mask(l.Text)))
 				break
 			}
 		}
 		for _, m := range s.canaryAnswers {
 			if strings.Contains(m, c) {
-				problems = append(problems, fmt.Sprintf("a canary secret appears in an error message: %s", cut(strings.ReplaceAll(m, c, "<CANARY>"), 300)))
+				problems = append(problems, fmt.Sprintf("a canary secret appears in an error message: %s", mask(m)))
 				break
 			}
 		}
@@ -201,9 +207,32 @@ func (s *session) checkLogs() Result {
 			bad = append(bad, fmt.Sprintf("not hclog JSON: %q", cut(l.Text, 200)))
 		}
 	}
+	// Once go-plugin serves, it points os.Stdout and os.Stderr at pipes
+	// it forwards to the host, which discards them: anything written there
+	// (fmt.Fprintln(os.Stderr, ...), a logger created after Serve) is
+	// lost. go-plugin's client reports each such write at trace level.
+	writes := map[string][2]int{}
+	recs, _ := s.logs.snapshot()
+	for _, r := range recs {
+		if strings.HasSuffix(r.Module, ".stdio") && r.Message == "received data" {
+			ch := fmt.Sprint(r.Fields["channel"])
+			n := 0
+			if v, ok := r.Fields["len"].(int); ok {
+				n = v
+			}
+			w := writes[ch]
+			writes[ch] = [2]int{w[0] + 1, w[1] + n}
+		}
+	}
+	for _, ch := range []string{"STDERR", "STDOUT"} {
+		if w, ok := writes[ch]; ok {
+			bad = append(bad, fmt.Sprintf("not hclog JSON: %d writes (%d bytes) to os.%s after go-plugin took over stdio, outside the logger; the host discards them",
+				w[0], w[1], map[string]string{"STDERR": "Stderr", "STDOUT": "Stdout"}[ch]))
+		}
+	}
 	if len(bad) > 0 {
-		r := failWith(fmt.Sprintf("of %d stderr lines are not hclog JSON", len(lines)), bad)
-		r.Reason = fmt.Sprintf("%d of %d stderr lines are not hclog JSON, e.g. %s", len(bad), len(lines), strings.TrimPrefix(bad[0], "not hclog JSON: "))
+		r := failWith("problems", bad)
+		r.Reason = fmt.Sprintf("%d of the plugin's outputs are not hclog JSON lines on stderr, e.g. %s", len(bad), strings.TrimPrefix(bad[0], "not hclog JSON: "))
 		return r
 	}
 	if len(lines) == 0 {
