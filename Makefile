@@ -34,6 +34,7 @@ plugins:
 testplugins:
 	@mkdir -p $(BIN)/testplugins
 	$(GO) build -o $(BIN)/testplugins/connector-reference ./testkit/cmd/connector-reference
+	$(GO) build -o $(BIN)/testplugins/connector-reference-oauth ./testkit/cmd/connector-reference-oauth
 
 # Benchmark-only binaries (not loaded by `make run`).
 benchbins:
