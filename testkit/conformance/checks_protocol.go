@@ -173,25 +173,29 @@ func describeProblems(d *wire.Description) []string {
 		}
 		seen[c.Name] = true
 		for _, p := range unmarkedSecrets("capability "+c.Name+" request", c.RequestSchema) {
-			problems = append(problems, p+": looks like a secret but is not marked \"x-secret\": true")
+			problems = append(problems, p+unmarkedHint)
 		}
 		for _, p := range unmarkedSecrets("capability "+c.Name+" response", c.ResponseSchema) {
-			problems = append(problems, p+": looks like a secret but is not marked \"x-secret\": true")
+			problems = append(problems, p+unmarkedHint)
 		}
 	}
 	for _, p := range unmarkedSecrets("settings", d.SettingsSchema) {
-		problems = append(problems, p+": looks like a secret but is not marked \"x-secret\": true")
+		problems = append(problems, p+unmarkedHint)
 	}
 	for _, m := range d.AuthModels {
 		if !knownAuthKinds[m.Kind] {
 			problems = append(problems, fmt.Sprintf("auth model %q: not a credential kind of the contract (basic, token, oauth, oauth_client_credentials, jwt)", m.Kind))
 		}
 		for _, p := range unmarkedSecrets("auth."+m.Kind, m.Schema) {
-			problems = append(problems, p+": looks like a secret but is not marked \"x-secret\": true")
+			problems = append(problems, p+unmarkedHint)
 		}
 	}
 	return problems
 }
+
+// unmarkedHint ends the problem of a secret-looking field without
+// "x-secret".
+const unmarkedHint = ": looks like a secret but is not marked \"x-secret\": true (mark it; or, if it is not a secret, declare \"x-secret\": false)"
 
 // unknownCapability is a capability name no plugin has.
 const unknownCapability = "conformance_no_such_capability"

@@ -134,7 +134,7 @@ var secretWords = map[string]bool{
 // secretPairs are two-word endings that hold a secret.
 var secretPairs = map[string]bool{
 	"api_key": true, "private_key": true, "secret_key": true, "signing_key": true,
-	"encryption_key": true, "master_key": true, "access_key_secret": true,
+	"encryption_key": true, "master_key": true, "secret_access_key": true,
 }
 
 // notSecretTokens are words before "token" that make it a cursor, not a
@@ -201,7 +201,8 @@ func splitWords(name string) []string {
 
 // unmarkedSecrets walks a schema document and returns the paths (under
 // root) of properties whose name looks secret, that may hold a string, and
-// that are not marked "x-secret": true.
+// that carry no "x-secret" (true, or false to declare that a field named
+// like a secret is not one).
 func unmarkedSecrets(root string, raw json.RawMessage) []string {
 	var doc any
 	if json.Unmarshal(raw, &doc) != nil {
@@ -219,7 +220,7 @@ func unmarkedSecrets(root string, raw json.RawMessage) []string {
 			for name, p := range props {
 				pm, _ := p.(map[string]any)
 				sub := path + "." + name
-				if looksSecret(name) && mayBeString(pm) && !markedSecret(pm) && !seen[sub] {
+				if looksSecret(name) && mayBeString(pm) && !hasSecretMark(pm) && !seen[sub] {
 					seen[sub] = true
 					out = append(out, sub)
 				}
@@ -249,6 +250,13 @@ func unmarkedSecrets(root string, raw json.RawMessage) []string {
 	walk(doc, root, 0)
 	sort.Strings(out)
 	return out
+}
+
+// hasSecretMark reports whether a property schema declares "x-secret" at
+// all (true or false).
+func hasSecretMark(m map[string]any) bool {
+	_, ok := m["x-secret"]
+	return ok
 }
 
 func markedSecret(m map[string]any) bool {
