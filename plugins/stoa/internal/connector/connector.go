@@ -45,6 +45,10 @@ func New() *sdk.Integration {
 		// the token itself when the host did not.
 		Auth:     []sdk.AuthKind{sdk.AuthBasic, sdk.AuthOAuth, sdk.AuthOAuthClientCredentials},
 		Settings: stoa.Settings{},
+		// Setup removes download spool files a previous process left.
+		Setup: func(_ context.Context, rt sdk.Runtime) error {
+			return os.RemoveAll(filepath.Join(rt.DataDir, "spool"))
+		},
 		OAuth: &sdk.OAuthSettings{
 			Flow:             sdk.ClientCredentialsFlow,
 			ClientAuth:       sdk.ClientSecretBasic,

@@ -80,7 +80,7 @@ func BenchmarkFetch(b *testing.B) {
 		}
 		size += int64(len(objs[i]))
 	}
-	c := newClient(b, srv, restCreds, Options{}, nil)
+	c := newClient(b, srv, restCreds, Options{BatchRows: benchBatch(b)}, nil)
 	ctx := context.Background()
 	var rows, bytesOut, baseRows int64
 	var baseTime, fetchTime time.Duration
@@ -112,4 +112,17 @@ func BenchmarkFetch(b *testing.B) {
 	b.ReportMetric(baseRate, "decode_rows/s")
 	b.ReportMetric(rate/baseRate, "decode_ratio")
 	b.ReportMetric(float64(bytesOut)/float64(rows), "json_bytes/row")
+}
+
+// benchBatch is STOA_BENCH_BATCH_ROWS (default: the client's default).
+func benchBatch(b *testing.B) int {
+	s := os.Getenv("STOA_BENCH_BATCH_ROWS")
+	if s == "" {
+		return 0
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		b.Fatalf("STOA_BENCH_BATCH_ROWS=%q: want a positive integer", s)
+	}
+	return n
 }

@@ -88,9 +88,11 @@ type Options struct {
 	// until they are read; default os.TempDir().
 	SpoolDir string
 	// SpoolMemoryBytes is the largest object kept in memory; larger ones go
-	// to a temporary file. Default 8 MiB.
+	// to a temporary file. Default 4 MiB: with download_workers objects
+	// held at most, 40 MiB with the default 10 workers.
 	SpoolMemoryBytes int64
-	// BatchRows bounds the rows decoded at a time; default 4096.
+	// BatchRows bounds the rows decoded (and encoded) at a time; default
+	// 1024.
 	BatchRows int
 }
 
@@ -154,7 +156,10 @@ func New(settings Settings, creds Credentials, opts Options) (*Client, error) {
 		c.retry.MaxRetryAfter = 30 * time.Second
 	}
 	if c.opts.SpoolMemoryBytes <= 0 {
-		c.opts.SpoolMemoryBytes = 8 << 20
+		c.opts.SpoolMemoryBytes = 4 << 20
+	}
+	if c.opts.BatchRows <= 0 {
+		c.opts.BatchRows = 1024
 	}
 	h := sha256.New()
 	for _, part := range []string{strconv.Itoa(int(creds.mode())), cfg.AuthBaseURL, creds.Email, creds.Password, creds.ClientID, creds.ClientSecret} {
