@@ -36,6 +36,7 @@ then flags. With no configuration at all it serves 127.0.0.1:8080 with the plugi
 	root.PersistentFlags().String("log-level", "", "trace, debug, info, warn or error")
 	root.PersistentFlags().String("log-format", "", "text or json")
 	root.AddCommand(newOAuthCmd())
+	root.AddCommand(newConformanceCmd())
 	root.AddCommand(newServeCmd(), newListCmd(), newInfoCmd(), newInvokeCmd())
 	return root
 }
