@@ -28,7 +28,7 @@ func TestConformanceCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	var rep struct {
-		OK      bool `json:"ok"`
+		OK      bool   `json:"ok"`
 		AppID   string `json:"app_id"`
 		Summary struct{ Pass, Fail, Skip int }
 		Checks  []struct{ Name, Status, Reason string }
