@@ -68,6 +68,22 @@ $(TOOLS)/protoc-gen-go-grpc:
 $(TOOLS)/golangci-lint:
 	GOBIN=$(TOOLS) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION)
 
+## conformance: the conformance suite against every plugin in bin/plugins and bin/testplugins,
+## with the fixtures of its source (plugins/<id>/ or testkit/<id>/testdata/conformance, dashes
+## removed from the id); reports in bin/conformance/<id>.json; fails if any check failed
+conformance: build
+	@mkdir -p $(BIN)/conformance
+	@fail=0; for bin in $(BIN)/plugins/connector-* $(BIN)/testplugins/connector-*; do \
+	  [ -x "$$bin" ] || continue; \
+	  id=$${bin##*/connector-}; dir=$${id//-/}; \
+	  case "$$bin" in $(BIN)/plugins/*) src=plugins/$$dir ;; *) src=testkit/$$dir ;; esac; \
+	  fx=(); [ -d "$$src/testdata/conformance" ] && fx=(--fixtures "$$src/testdata/conformance"); \
+	  echo; echo "== $$bin"; \
+	  $(BIN)/connector-host conformance "$$bin" "$${fx[@]}" --json-report $(BIN)/conformance/$$id.json || fail=1; \
+	done; \
+	if [ $$fail -ne 0 ]; then echo; echo "conformance: some plugin failed a check (reports in $(BIN)/conformance/)"; fi; \
+	exit $$fail
+
 ## bench: the performance suite; prints tables with ratios (see docs/performance.md)
 bench: build benchbins
 	$(BIN)/bench/hostbench -minimal $(BIN)/bench/connector-minimal
