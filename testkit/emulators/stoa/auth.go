@@ -120,13 +120,13 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 
 // handleToken serves POST {auth}/oauth/token/ through go-oauth2.
 func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
-	f, ok := s.startFault(w, r, kindOther, "")
-	if !ok {
+	// Status and Delay faults apply; go-oauth2 writes the body itself, so
+	// the body faults (slow, truncated, short) do not.
+	if _, ok := s.startFault(w, r, kindOther, ""); !ok {
 		return
 	}
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 	_ = s.auth.oauth.HandleTokenRequest(rec, r)
-	_ = f
 	s.count(func(st *Stats) {
 		st.TokenRequests++
 		if rec.status != http.StatusOK {
