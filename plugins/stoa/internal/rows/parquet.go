@@ -29,8 +29,9 @@ type Object struct {
 	schema *arrow.Schema
 }
 
-// source is what Open reads from: bytes.Reader, *os.File, io.SectionReader.
-type source interface {
+// Source is what Open reads from: *bytes.Reader, *os.File,
+// *io.SectionReader.
+type Source interface {
 	io.ReaderAt
 	io.Seeker
 	io.Reader
@@ -38,7 +39,7 @@ type source interface {
 
 // Open reads the footer and schema of the Parquet file in r. r stays owned by
 // the caller. Errors wrap ErrCorrupt.
-func Open(r source) (obj *Object, err error) {
+func Open(r Source) (obj *Object, err error) {
 	defer recoverCorrupt(&err)
 	props := parquet.NewReaderProperties(memory.DefaultAllocator)
 	props.BufferedStreamEnabled = true // read pages through a small buffer, not whole column chunks
@@ -63,7 +64,7 @@ func Open(r source) (obj *Object, err error) {
 }
 
 // noCloser hides the caller's Close from file.Reader.
-type noCloser struct{ source }
+type noCloser struct{ Source }
 
 // recoverCorrupt turns a panic inside arrow-go on malformed input into an
 // ErrCorrupt error.
