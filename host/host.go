@@ -31,6 +31,7 @@ import (
 	"github.com/connector-host/connector-host/host/store"
 	"github.com/connector-host/connector-host/host/supervisor"
 	"github.com/connector-host/connector-host/internal/redact"
+	"github.com/connector-host/connector-host/internal/wire"
 )
 
 // Host is a running connector-host.
@@ -191,6 +192,17 @@ func (h *Host) newSupervisor(b supervisor.Binary, cc config.Connector) (*supervi
 		MaxBackoff:     sc.MaxBackoff.D(),
 		FailAfter:      sc.FailAfter,
 		OnRestart:      func() { h.metrics.PluginRestarted(appID) },
+		PatchDescription: func(d *wire.Description) {
+			if d.OAuth == nil {
+				return
+			}
+			if u := cc.OAuth.AuthorizationURL; u != "" {
+				d.OAuth.AuthorizationURL = u
+			}
+			if u := cc.OAuth.TokenURL; u != "" {
+				d.OAuth.TokenURL = u
+			}
+		},
 	}), nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"regexp"
 	"sort"
@@ -80,6 +81,17 @@ type Connector struct {
 	// Callbacks lists what the plugin may call through the host callback
 	// service: "app_id", "app_id/capability" or "*". Empty allows nothing.
 	Callbacks []string `yaml:"callbacks"`
+	// OAuth overrides the OAuth URLs the plugin declares (e.g. to point a
+	// connector at a staging or local identity provider). The operator
+	// sets these; requests cannot.
+	OAuth OAuthURLs `yaml:"oauth"`
+}
+
+// OAuthURLs are OAuth endpoint URLs (templates with {setting}
+// placeholders are allowed, as in a plugin's declaration).
+type OAuthURLs struct {
+	AuthorizationURL string `yaml:"authorization_url"`
+	TokenURL         string `yaml:"token_url"`
 }
 
 // Supervisor tunes plugin supervision.
@@ -243,6 +255,14 @@ func (c *Config) Validate() error {
 		if cc.MaxConcurrency < 0 {
 			errs = append(errs, fmt.Sprintf("connectors.%s.max_concurrency: must not be negative", n))
 		}
+		for field, u := range map[string]string{"authorization_url": cc.OAuth.AuthorizationURL, "token_url": cc.OAuth.TokenURL} {
+			if u == "" {
+				continue
+			}
+			if p, err := url.Parse(u); err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "" {
+				errs = append(errs, fmt.Sprintf("connectors.%s.oauth.%s: %q is not an absolute http(s) URL", n, field, u))
+			}
+		}
 	}
 	if len(errs) > 0 {
 		return errors.New("invalid configuration:\n  " + strings.Join(errs, "\n  "))
@@ -278,5 +298,6 @@ func (c *Config) For(appID string) Connector {
 	out.Disabled = cc.Disabled
 	out.Env = cc.Env
 	out.Callbacks = cc.Callbacks
+	out.OAuth = cc.OAuth
 	return out
 }

@@ -67,6 +67,9 @@ type Options struct {
 	FailAfter int
 	// OnRestart is called after each restart (for metrics).
 	OnRestart func()
+	// PatchDescription, when set, adjusts each Describe answer before it
+	// is cached (the host applies operator overrides with it).
+	PatchDescription func(*wire.Description)
 }
 
 func (o *Options) defaults() {
@@ -495,6 +498,9 @@ func (s *Supervisor) launch() (*Instance, error) {
 	}
 	if bin.AppID != "" && desc.AppID != bin.AppID {
 		return fail(fmt.Errorf("binary %s describes itself as app_id %q; rename it connector-%s", bin.Path, desc.AppID, desc.AppID))
+	}
+	if s.opts.PatchDescription != nil {
+		s.opts.PatchDescription(desc)
 	}
 	s.mu.Lock()
 	s.gen++
