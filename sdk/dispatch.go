@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -152,12 +153,11 @@ type panicError struct{ value any }
 
 func (p panicError) Error() string { return fmt.Sprint(p.value) }
 
-// Stream batching: items are sent to the host in chunks of up to
-// maxChunkItems items or maxChunkBytes bytes; a partly filled chunk is
-// flushed after flushDelay so that slow streams are not held back.
+// Stream batching: items are sent to the host as NDJSON chunks of up to
+// maxChunkBytes; a partly filled chunk is flushed after flushDelay so that
+// slow streams are not held back.
 const (
-	maxChunkItems = 512
-	maxChunkBytes = 64 << 10
+	maxChunkBytes = 256 << 10
 	flushDelay    = 5 * time.Millisecond
 )
 
@@ -190,12 +190,12 @@ func (c *connector) runStream(ctx context.Context, p *prepared, call *wire.Call,
 	return p.cap.stream(ctx, call.Request, p.env, emit)
 }
 
-// batcher groups stream items into chunks.
+// batcher collects stream items into an NDJSON buffer and sends it in
+// chunks. The buffer is reused after each send (emit must not keep it).
 type batcher struct {
 	mu      sync.Mutex
 	emit    func(*wire.Chunk) error
-	items   []json.RawMessage
-	size    int
+	buf     []byte
 	timer   *time.Timer
 	err     error // first emit error; the stream is dead after it
 	stopped bool
@@ -207,9 +207,16 @@ func (b *batcher) add(item json.RawMessage) error {
 	if b.err != nil {
 		return b.err
 	}
-	b.items = append(b.items, item)
-	b.size += len(item)
-	if len(b.items) >= maxChunkItems || b.size >= maxChunkBytes {
+	if bytes.IndexByte(item, '\n') >= 0 {
+		// NDJSON needs one line per item: compact it.
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, item); err != nil {
+			return Errorf(InternalError, "stream item is not valid JSON: %v", err)
+		}
+		item = compact.Bytes()
+	}
+	b.buf = append(append(b.buf, item...), '\n')
+	if len(b.buf) >= maxChunkBytes {
 		return b.flushLocked()
 	}
 	if b.timer == nil {
@@ -222,7 +229,7 @@ func (b *batcher) timedFlush() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.timer = nil
-	if !b.stopped && b.err == nil && len(b.items) > 0 {
+	if !b.stopped && b.err == nil && len(b.buf) > 0 {
 		_ = b.flushLocked()
 	}
 }
@@ -232,11 +239,10 @@ func (b *batcher) flushLocked() error {
 		b.timer.Stop()
 		b.timer = nil
 	}
-	chunk := &wire.Chunk{Items: b.items}
-	b.items, b.size = nil, 0
-	if err := b.emit(chunk); err != nil {
+	if err := b.emit(&wire.Chunk{NDJSON: b.buf}); err != nil {
 		b.err = err
 	}
+	b.buf = b.buf[:0]
 	return b.err
 }
 
@@ -258,8 +264,7 @@ func (b *batcher) finish(final *wire.Chunk) error {
 	if b.err != nil {
 		return b.err
 	}
-	final.Items = b.items
-	b.items = nil
+	final.NDJSON = b.buf
 	return b.emit(final)
 }
 

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -293,7 +294,7 @@ func TestStreamBatchingFlushesSlowStreams(t *testing.T) {
 	}()
 	select {
 	case ch := <-got:
-		if len(ch.Items) != 1 || ch.End() {
+		if len(ch.Lines()) != 1 || ch.End() {
 			t.Fatalf("first chunk %+v", ch)
 		}
 	case <-time.After(2 * time.Second):
@@ -318,16 +319,22 @@ func TestStreamLargeIsChunked(t *testing.T) {
 	})
 	_ = i.Validate()
 	c := &connector{integ: i}
-	var chunks, items int
+	var chunks, items, next int
 	err := c.InvokeStream(context.Background(), &wire.Call{Capability: "many", Request: json.RawMessage(`{}`)}, func(ch *wire.Chunk) error {
 		chunks++
-		items += len(ch.Items)
-		if len(ch.Items) > maxChunkItems {
-			t.Errorf("chunk of %d items", len(ch.Items))
+		for _, it := range ch.Lines() {
+			if string(it) != strconv.Itoa(next) {
+				t.Errorf("item %d = %s", next, it)
+			}
+			next++
+			items++
+		}
+		if len(ch.NDJSON) > maxChunkBytes+16 {
+			t.Errorf("chunk of %d bytes", len(ch.NDJSON))
 		}
 		return nil
 	})
-	if err != nil || items != 10000 || chunks < 10000/maxChunkItems {
+	if err != nil || items != 10000 || chunks < 1 {
 		t.Fatalf("err %v items %d chunks %d", err, items, chunks)
 	}
 }

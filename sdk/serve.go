@@ -149,25 +149,22 @@ func (i *Integration) invokeTo(ctx context.Context, capability string, body []by
 		return http.StatusOK
 	}
 	status := 0
+	var line []byte
 	_ = c.InvokeStream(ctx, call, func(ch *wire.Chunk) error {
-		if status == 0 && len(ch.Items) == 0 && ch.Err != nil {
+		if status == 0 && len(ch.NDJSON) == 0 && ch.Err != nil {
 			status = writeError(w, i.AppID, ch.Err)
 			return nil
 		}
 		status = http.StatusOK
-		line := envelope.AppendItems(nil, ch)
-		switch {
-		case ch.Err != nil:
-			body := envelope.NewErrorBody(i.AppID, ch.Err, Code(ch.Err.Code).HTTPStatus())
-			line = append(append(line, envelope.MarshalStreamError(body)...), '\n')
-		case ch.End():
-			line = append(envelope.AppendStreamEnd(line, ch.FinalPage), '\n')
-		}
+		line = envelope.AppendStreamLines(line[:0], ch, i.AppID, codeStatus)
 		_, err := w.Write(line)
 		return err
 	})
 	return status
 }
+
+// codeStatus is the HTTP status of a code.
+func codeStatus(code string) int { return Code(code).HTTPStatus() }
 
 func writeError(w io.Writer, appID string, e *wire.Error) int {
 	status := Code(e.Code).HTTPStatus()

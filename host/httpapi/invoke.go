@@ -69,9 +69,9 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
 func (s *Server) invokeStream(w http.ResponseWriter, r *http.Request, req *router.Request) {
 	flusher, _ := w.(http.Flusher)
 	started := false
-	line := make([]byte, 0, 64<<10)
+	var line []byte
 	f := s.opts.Router.InvokeStream(r.Context(), req, func(ch *wire.Chunk) error {
-		if !started && len(ch.Items) == 0 && ch.Err != nil {
+		if !started && len(ch.NDJSON) == 0 && ch.Err != nil {
 			started = true
 			writeFailure(w, &router.Failure{AppID: req.AppID, Err: ch.Err})
 			return nil
@@ -81,16 +81,14 @@ func (s *Server) invokeStream(w http.ResponseWriter, r *http.Request, req *route
 			w.Header().Set("Content-Type", "application/x-ndjson")
 			w.WriteHeader(http.StatusOK)
 		}
-		line = envelope.AppendItems(line[:0], ch)
-		switch {
-		case ch.Err != nil:
-			body := envelope.NewErrorBody(req.AppID, ch.Err, sdk.Code(ch.Err.Code).HTTPStatus())
-			line = append(append(line, envelope.MarshalStreamError(body)...), '\n')
-		case ch.End():
-			line = append(envelope.AppendStreamEnd(line, ch.FinalPage), '\n')
-		}
-		if _, err := w.Write(line); err != nil {
+		if _, err := w.Write(ch.NDJSON); err != nil {
 			return err
+		}
+		if ch.End() {
+			line = envelope.AppendStreamLines(line[:0], &wire.Chunk{Err: ch.Err, FinalPage: ch.FinalPage, Done: ch.Done}, req.AppID, codeStatus)
+			if _, err := w.Write(line); err != nil {
+				return err
+			}
 		}
 		if flusher != nil {
 			flusher.Flush()
@@ -101,6 +99,9 @@ func (s *Server) invokeStream(w http.ResponseWriter, r *http.Request, req *route
 		writeFailure(w, f)
 	}
 }
+
+// codeStatus is the HTTP status of a code.
+func codeStatus(code string) int { return sdk.Code(code).HTTPStatus() }
 
 func badRequest(appID, msg string) *router.Failure {
 	return &router.Failure{AppID: appID, Err: &wire.Error{Code: string(sdk.BadRequest), Message: msg, RaisedBy: "host", RaisedIn: "httpapi.invoke"}}

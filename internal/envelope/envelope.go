@@ -210,11 +210,20 @@ func appendRaw(dst []byte, raw json.RawMessage) []byte {
 	return append(dst, raw...)
 }
 
-// AppendItems appends the chunk's items to dst, one per line.
-func AppendItems(dst []byte, c *wire.Chunk) []byte {
+// AppendStreamLines appends what a chunk adds to an NDJSON answer: its
+// items, then the final line when it ends the stream. appID and status
+// describe an error line.
+func AppendStreamLines(dst []byte, c *wire.Chunk, appID string, status func(code string) int) []byte {
+	dst = append(dst, c.NDJSON...)
 	for _, it := range c.Items {
-		dst = append(dst, it...)
+		dst = append(append(dst, it...), '\n')
+	}
+	switch {
+	case c.Err != nil:
+		dst = append(dst, MarshalStreamError(NewErrorBody(appID, c.Err, status(c.Err.Code)))...)
 		dst = append(dst, '\n')
+	case c.End():
+		dst = append(AppendStreamEnd(dst, c.FinalPage), '\n')
 	}
 	return dst
 }

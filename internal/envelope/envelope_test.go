@@ -102,8 +102,15 @@ func TestEnvelopesAreValidJSON(t *testing.T) {
 	if got := string(AppendStreamEnd(nil, nil)); got != `{"page":null}` {
 		t.Fatalf("stream end: %s", got)
 	}
-	if got := string(AppendItems(nil, &wire.Chunk{Items: []json.RawMessage{json.RawMessage(`1`), json.RawMessage(`{"a":2}`)}})); got != "1\n{\"a\":2}\n" {
+	status := func(string) int { return 429 }
+	if got := string(AppendStreamLines(nil, &wire.Chunk{NDJSON: []byte("1\n"), Items: []json.RawMessage{json.RawMessage(`{"a":2}`)}}, "x", status)); got != "1\n{\"a\":2}\n" {
 		t.Fatalf("items: %q", got)
+	}
+	if got := string(AppendStreamLines(nil, &wire.Chunk{NDJSON: []byte("1\n"), Done: true}, "x", status)); got != "1\n{\"page\":null}\n" {
+		t.Fatalf("end: %q", got)
+	}
+	if got := string(AppendStreamLines(nil, &wire.Chunk{Err: &wire.Error{Code: "rate_limit"}}, "x", status)); !strings.Contains(got, `"error_code":"x.rate_limit"`) || !strings.Contains(got, `"status_code":429`) {
+		t.Fatalf("error: %q", got)
 	}
 }
 

@@ -200,12 +200,13 @@ func resultFromProto(p *pb.InvokeResponse) *Result {
 }
 
 func chunkToProto(c *Chunk) *pb.StreamChunk {
-	out := &pb.StreamChunk{}
+	out := &pb.StreamChunk{Ndjson: c.NDJSON}
 	if len(c.Items) > 0 {
-		out.Items = make([][]byte, len(c.Items))
-		for i, it := range c.Items {
-			out.Items[i] = it
+		buf := append([]byte(nil), c.NDJSON...)
+		for _, it := range c.Items {
+			buf = append(append(buf, it...), '\n')
 		}
+		out.Ndjson = buf
 	}
 	switch {
 	case c.Err != nil:
@@ -219,13 +220,7 @@ func chunkToProto(c *Chunk) *pb.StreamChunk {
 }
 
 func chunkFromProto(p *pb.StreamChunk) *Chunk {
-	c := &Chunk{}
-	if items := p.GetItems(); len(items) > 0 {
-		c.Items = make([]json.RawMessage, len(items))
-		for i, it := range items {
-			c.Items[i] = it
-		}
-	}
+	c := &Chunk{NDJSON: p.GetNdjson()}
 	switch e := p.GetEnd().(type) {
 	case *pb.StreamChunk_Error:
 		c.Err = errorFromProto(e.Error)

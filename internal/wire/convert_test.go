@@ -41,8 +41,8 @@ func TestCallResultChunkRoundTrip(t *testing.T) {
 		t.Fatalf("error result: %+v", got)
 	}
 	for _, ch := range []*Chunk{
-		{Items: []json.RawMessage{json.RawMessage(`1`), json.RawMessage(`2`)}},
-		{Items: []json.RawMessage{json.RawMessage(`3`)}, Done: true},
+		{NDJSON: []byte("1\n2\n")},
+		{NDJSON: []byte("3\n"), Done: true},
 		{FinalPage: &Page{Token: "p"}},
 		{Err: &Error{Code: "e"}},
 	} {
@@ -50,6 +50,11 @@ func TestCallResultChunkRoundTrip(t *testing.T) {
 		if !reflect.DeepEqual(got, ch) || got.End() != ch.End() {
 			t.Fatalf("chunk: %+v want %+v", got, ch)
 		}
+	}
+	// Items given by a sender arrive as NDJSON after the chunk's own.
+	got := chunkFromProto(chunkToProto(&Chunk{NDJSON: []byte("1\n"), Items: []json.RawMessage{json.RawMessage(`{"a":2}`)}}))
+	if string(got.NDJSON) != "1\n{\"a\":2}\n" || len(got.Lines()) != 2 || string(got.Lines()[1]) != `{"a":2}` {
+		t.Fatalf("items: %q %q", got.NDJSON, got.Lines())
 	}
 	in := &InboundRequest{Method: "POST", Path: "/a%2Fb", RawQuery: "q=1", Header: map[string][]string{"X": {"1", "2"}}, Body: []byte("b"), Settings: json.RawMessage(`{}`)}
 	if got := inboundRequestFromProto(inboundRequestToProto(in)); !reflect.DeepEqual(got, in) {

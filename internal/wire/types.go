@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 )
@@ -14,7 +15,8 @@ type Connector interface {
 	// in-band is in Result.Err; a returned error is a transport failure.
 	Invoke(ctx context.Context, call *Call) (*Result, error)
 	// InvokeStream runs one streaming capability, handing each chunk to
-	// emit in order. The last chunk has End set.
+	// emit in order. The last chunk has End set. emit must not keep the
+	// chunk (or its NDJSON) after it returns: the sender may reuse it.
 	InvokeStream(ctx context.Context, call *Call, emit func(*Chunk) error) error
 	// HandleInbound serves one HTTP request sent to a declared inbound route.
 	HandleInbound(ctx context.Context, req *InboundRequest) (*InboundResponse, error)
@@ -142,6 +144,12 @@ type Result struct {
 // Chunk is a piece of a stream. Items come first; a final chunk has Done,
 // FinalPage or Err set.
 type Chunk struct {
+	// NDJSON holds the chunk's items: each a compact JSON value followed by
+	// a newline.
+	NDJSON []byte
+	// Items, when set by a sender instead of NDJSON, are appended to it on
+	// the wire (each must be compact JSON without newlines). Receivers only
+	// see NDJSON.
 	Items     []json.RawMessage
 	FinalPage *Page
 	Err       *Error
@@ -150,6 +158,28 @@ type Chunk struct {
 
 // End reports whether c is the final chunk of its stream.
 func (c *Chunk) End() bool { return c.Done || c.FinalPage != nil || c.Err != nil }
+
+// Lines returns the chunk's items (sub-slices of NDJSON, no copies).
+func (c *Chunk) Lines() []json.RawMessage {
+	if len(c.NDJSON) == 0 {
+		return c.Items
+	}
+	n := bytes.Count(c.NDJSON, newline)
+	out := make([]json.RawMessage, 0, n+len(c.Items))
+	rest := c.NDJSON
+	for len(rest) > 0 {
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 {
+			out = append(out, rest)
+			break
+		}
+		out = append(out, rest[:i])
+		rest = rest[i+1:]
+	}
+	return append(out, c.Items...)
+}
+
+var newline = []byte{'\n'}
 
 // Error is a failure reported in-band by a plugin (or produced by the host).
 type Error struct {

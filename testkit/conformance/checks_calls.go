@@ -206,7 +206,7 @@ func (s *session) checkStreaming() Result {
 		_, chunks, err := s.wireInvoke(&wire.Call{Capability: c.Name, Request: request, Settings: settings, Auth: auth}, true, where+" (direct)")
 		items := 0
 		for _, ch := range chunks {
-			items += len(ch.Items)
+			items += len(ch.Lines())
 		}
 		switch {
 		case errors.Is(err, io.ErrUnexpectedEOF):

@@ -1014,8 +1014,9 @@ func (x *Success) GetPage() *Page {
 
 type StreamChunk struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Items, each one JSON value, in order.
-	Items [][]byte `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	// Items in order, each a compact JSON value followed by "\n" (NDJSON),
+	// so the host can write them to an HTTP stream without touching them.
+	Ndjson []byte `protobuf:"bytes,1,opt,name=ndjson,proto3" json:"ndjson,omitempty"`
 	// Set on the final chunk only.
 	//
 	// Types that are valid to be assigned to End:
@@ -1058,9 +1059,9 @@ func (*StreamChunk) Descriptor() ([]byte, []int) {
 	return file_connector_v1_connector_proto_rawDescGZIP(), []int{11}
 }
 
-func (x *StreamChunk) GetItems() [][]byte {
+func (x *StreamChunk) GetNdjson() []byte {
 	if x != nil {
-		return x.Items
+		return x.Ndjson
 	}
 	return nil
 }
@@ -1677,9 +1678,9 @@ const file_connector_v1_connector_proto_rawDesc = "" +
 	"\aSuccess\x12\x1a\n" +
 	"\bresponse\x18\x01 \x01(\fR\bresponse\x12\x19\n" +
 	"\braw_data\x18\x02 \x01(\fR\arawData\x12&\n" +
-	"\x04page\x18\x03 \x01(\v2\x12.connector.v1.PageR\x04page\"\xa2\x01\n" +
-	"\vStreamChunk\x12\x14\n" +
-	"\x05items\x18\x01 \x03(\fR\x05items\x123\n" +
+	"\x04page\x18\x03 \x01(\v2\x12.connector.v1.PageR\x04page\"\xa4\x01\n" +
+	"\vStreamChunk\x12\x16\n" +
+	"\x06ndjson\x18\x01 \x01(\fR\x06ndjson\x123\n" +
 	"\n" +
 	"final_page\x18\x02 \x01(\v2\x12.connector.v1.PageH\x00R\tfinalPage\x12+\n" +
 	"\x05error\x18\x03 \x01(\v2\x13.connector.v1.ErrorH\x00R\x05error\x12\x14\n" +
