@@ -313,7 +313,7 @@ func (s *session) checkBadRequest() Result {
 		case res != nil:
 			werr = res.Err
 		case len(chunks) > 0:
-			if len(chunks[0].Items) > 0 {
+			if len(chunks[0].Lines()) > 0 {
 				problems = append(problems, where+": the stream sent items before refusing the request")
 			}
 			werr = chunks[len(chunks)-1].Err
