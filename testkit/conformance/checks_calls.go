@@ -62,9 +62,9 @@ func (s *session) checkFixtures() Result {
 	}
 	note := ""
 	if slow > 0 {
-		note = fmt.Sprintf(" (%d slow case(s) left to the cancellation check)", slow)
+		note = fmt.Sprintf(" (%s left to the cancellation check)", plural(slow, "slow case"))
 	}
-	return pass("%d fixture cases answered as expected%s", ran, note)
+	return pass("%s answered as expected%s", plural(ran, "fixture case"), note)
 }
 
 // judge compares an outcome with a fixture's expectation and returns every
@@ -242,7 +242,7 @@ func (s *session) checkStreaming() Result {
 	if len(called) == 0 {
 		return skip("no streaming capability could be called: %s", strings.Join(notCalled, "; "))
 	}
-	r := pass("%d streaming capabilities end with a final page or error line: %s", len(called), strings.Join(called, ", "))
+	r := pass("%s end with a final page or error line: %s", plural(len(called), "streaming capability"), strings.Join(called, ", "))
 	for _, n := range notCalled {
 		r.Details = append(r.Details, "not called: "+n)
 	}
@@ -353,11 +353,11 @@ func (s *session) checkConcurrency() Result {
 	if len(problems) > 0 {
 		return failWith(fmt.Sprintf("of %d concurrent calls answered differently than alone", ConcurrentCalls), problems)
 	}
-	kind := "fixture cases"
+	what := plural(len(cases), "fixture case")
 	if cases[0].want == nil {
-		kind = "bad_request probes (no repeatable fixture case)"
+		what = plural(len(cases), "bad_request probe") + ", as no fixture case is repeatable"
 	}
-	return pass("%d concurrent calls (%d %s) answered as they did alone, in %v", ConcurrentCalls, len(cases), kind, took.Round(time.Millisecond))
+	return pass("%d concurrent calls (%s) answered as they did alone, in %v", ConcurrentCalls, what, took.Round(time.Millisecond))
 }
 
 // checkCancellation starts a slow case, cancels it, and expects the plugin
@@ -430,4 +430,16 @@ func (s *session) stillServes() string {
 		return "a direct call to an unknown capability did not answer not_implemented"
 	}
 	return ""
+}
+
+// plural writes n and a noun, in the plural when n is not 1
+// ("capability" → "capabilities").
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	if strings.HasSuffix(noun, "y") {
+		return fmt.Sprintf("%d %sies", n, strings.TrimSuffix(noun, "y"))
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
