@@ -197,14 +197,21 @@ func (s *session) checkSecrets() Result {
 		len(s.canaries), s.canaryCalls, strings.Join(s.canaryFed, ", "), len(lines), len(s.canaryAnswers))
 }
 
+// hclogTimestamp is the @timestamp layout of hclog JSON, the only one
+// go-plugin parses.
+const hclogTimestamp = "2006-01-02T15:04:05.000000Z07:00"
+
 // checkLogs checks that every line the plugin wrote on stderr is hclog
 // JSON (the host parses them and re-logs them tagged with the app_id).
 func (s *session) checkLogs() Result {
 	lines := s.logs.pluginLines(s.base)
 	var bad []string
 	for _, l := range lines {
-		if !l.JSON {
+		switch {
+		case !l.JSON:
 			bad = append(bad, fmt.Sprintf("not hclog JSON: %q", cut(l.Text, 200)))
+		case l.Unparsed:
+			bad = append(bad, fmt.Sprintf("not hclog JSON: JSON the host cannot parse as an hclog line (@timestamp must have the layout %s; the host re-logs it as plain text at debug level): %q", hclogTimestamp, cut(l.Text, 200)))
 		}
 	}
 	// Once go-plugin serves, it points os.Stdout and os.Stderr at pipes
@@ -231,9 +238,7 @@ func (s *session) checkLogs() Result {
 		}
 	}
 	if len(bad) > 0 {
-		r := failWith("problems", bad)
-		r.Reason = fmt.Sprintf("%d of the plugin's outputs are not hclog JSON lines on stderr, e.g. %s", len(bad), strings.TrimPrefix(bad[0], "not hclog JSON: "))
-		return r
+		return failWith("problems with what the plugin wrote", bad)
 	}
 	if len(lines) == 0 {
 		return pass("the plugin wrote nothing on stderr")

@@ -103,7 +103,11 @@ type pluginLine struct {
 	// Text is the line as written, for a line that was not JSON; for a
 	// JSON line, the message and fields in a readable form.
 	Text string
-	At   time.Time
+	// Unparsed is set for a line that looks like hclog JSON but that the
+	// host (go-plugin) could not parse as such, e.g. for its timestamp
+	// layout: the host re-logs it as plain text at debug level.
+	Unparsed bool
+	At       time.Time
 }
 
 // hclogLevels are the @level values of hclog JSON.
@@ -126,8 +130,9 @@ func (c *logCapture) pluginLines(base string) []pluginLine {
 
 // toPluginLine undoes go-plugin's re-logging: a JSON line it parsed comes
 // with its fields plus a "timestamp"; any other line comes as the message
-// alone. Lines go-plugin could not parse but that are hclog-shaped JSON
-// (e.g. with another timestamp layout) still count as JSON.
+// alone. A line go-plugin could not parse but that is hclog-shaped JSON
+// (e.g. with another timestamp layout) keeps its fields and is marked
+// Unparsed.
 func toPluginLine(r record) pluginLine {
 	if _, ok := r.Fields["timestamp"]; ok {
 		fields := map[string]any{}
@@ -146,7 +151,7 @@ func toPluginLine(r record) pluginLine {
 		lvl, _ := m["@level"].(string)
 		msg, isStr := m["@message"].(string)
 		if hclogLevels[lvl] && isStr {
-			pl.JSON, pl.Level, pl.Message = true, lvl, msg
+			pl.JSON, pl.Unparsed, pl.Level, pl.Message = true, true, lvl, msg
 			pl.Fields = map[string]any{}
 			for k, v := range m {
 				if !strings.HasPrefix(k, "@") {

@@ -25,6 +25,7 @@ var defects = []struct{ defect, check string }{
 	{"cancellation", conformance.CheckCancellation},
 	{"concurrency", conformance.CheckConcurrency},
 	{"logs", conformance.CheckLogs},
+	{"logs_timestamp", conformance.CheckLogs},
 	{"secrets", conformance.CheckSecrets},
 	{"shutdown", conformance.CheckShutdown},
 	{"restart", conformance.CheckRestart},

@@ -395,13 +395,13 @@ func TestPluginLines(t *testing.T) {
 	if len(lines) != 4 {
 		t.Fatalf("lines %+v", lines)
 	}
-	if !lines[0].JSON || lines[0].Fields["request_id"] != "r1" || lines[0].Fields["@module"] != nil || !lines[0].contains("r1") {
+	if !lines[0].JSON || lines[0].Unparsed || lines[0].Fields["request_id"] != "r1" || lines[0].Fields["@module"] != nil || !lines[0].contains("r1") {
 		t.Fatalf("JSON line %+v", lines[0])
 	}
 	if lines[1].JSON || lines[1].Text != "plain text line" {
 		t.Fatalf("text line %+v", lines[1])
 	}
-	if !lines[2].JSON || lines[2].Message != "slog line" || lines[2].Fields["k"] != "v" {
+	if !lines[2].JSON || !lines[2].Unparsed || lines[2].Message != "slog line" || lines[2].Fields["k"] != "v" {
 		t.Fatalf("hclog-shaped line %+v", lines[2])
 	}
 	if lines[3].JSON {

@@ -14,6 +14,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -49,6 +51,7 @@ var Defects = map[string]string{
 	"cancellation":       "cancellation",       // sleep ignores cancellation
 	"concurrency":        "concurrency",        // more than 4 calls at once fail
 	"logs":               "logs",               // prints plain text on stderr
+	"logs_timestamp":     "logs",               // JSON lines whose @timestamp the host cannot parse
 	"secrets":            "secrets",            // logs the credentials
 	"shutdown":           "shutdown",           // takes 5 s to exit
 	"restart":            "restart",            // a stale lock file keeps it from starting after kill -9
@@ -112,6 +115,7 @@ func init() {
 // connector implements wire.Connector.
 type connector struct {
 	log      hclog.Logger
+	slog     *slog.Logger // hclog-shaped, with slog's timestamp layout
 	inFlight atomic.Int32
 }
 
@@ -163,6 +167,8 @@ func (c *connector) begin(call *wire.Call) (hclog.Logger, func()) {
 	switch defect {
 	case "logs":
 		fmt.Fprintf(os.Stderr, "handling %s\n", call.Capability)
+	case "logs_timestamp":
+		c.slog.Info("call received", "capability", call.Capability, "request_id", call.RequestID)
 	case "secrets":
 		log.Info("call received", "auth", string(call.Auth), "settings", string(call.Settings))
 	}
@@ -309,6 +315,24 @@ func (c *connector) HandleInbound(context.Context, *wire.InboundRequest) (*wire.
 	return &wire.InboundResponse{Status: 404}, nil
 }
 
+// slogger writes hclog-shaped JSON with log/slog: the keys are right, but
+// slog's RFC 3339 timestamps are not the layout go-plugin parses.
+func slogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			switch a.Key {
+			case slog.TimeKey:
+				a.Key = "@timestamp"
+			case slog.LevelKey:
+				a.Key, a.Value = "@level", slog.StringValue(strings.ToLower(a.Value.String()))
+			case slog.MessageKey:
+				a.Key = "@message"
+			}
+			return a
+		},
+	}))
+}
+
 // lockPath is the lock file of the "restart" defect.
 func lockPath() string {
 	dir := os.Getenv("CONNECTOR_DATA_DIR")
@@ -360,7 +384,7 @@ func main() {
 		}
 	}()
 	handshake := wire.Handshake
-	sets := wire.PluginSets(&connector{log: log}, nil)
+	sets := wire.PluginSets(&connector{log: log, slog: slogger(os.Stderr)}, nil)
 	if defect == "handshake" {
 		handshake.ProtocolVersion = 2
 		sets = map[int]plugin.PluginSet{2: sets[1]}
