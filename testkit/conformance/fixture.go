@@ -13,7 +13,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/connector-host/connector-host/internal/wire"
 	"github.com/connector-host/connector-host/sdk"
 )
 
@@ -34,7 +33,7 @@ type Fixture struct {
 	Request        json.RawMessage `json:"request"`
 	Settings       json.RawMessage `json:"settings,omitempty"`
 	Auth           json.RawMessage `json:"auth,omitempty"`
-	Page           *wire.Page      `json:"page,omitempty"`
+	Page           *Page           `json:"page,omitempty"`
 	IncludeRawData bool            `json:"include_raw_data,omitempty"`
 	// Expect is what must come back. An empty Expect asks for a success
 	// whose response validates against the output schema.
@@ -49,6 +48,12 @@ type Fixture struct {
 
 	// File is the path the case was read from.
 	File string `json:"-"`
+}
+
+// Page is the request envelope's paging cursor.
+type Page struct {
+	Token string `json:"token"`
+	Size  int    `json:"size,omitempty"`
 }
 
 // Expect is a fixture's expected outcome.
