@@ -104,9 +104,9 @@ func writeReport(path string, rep *conformance.Report) error {
 	if err != nil {
 		return fmt.Errorf("--json-report: %w", err)
 	}
-	defer os.Remove(tmp.Name())
+	defer func() { _ = os.Remove(tmp.Name()) }()
 	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
+		_ = tmp.Close()
 		return fmt.Errorf("--json-report: %w", err)
 	}
 	if err := tmp.Close(); err != nil {

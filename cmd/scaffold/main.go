@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -69,8 +70,7 @@ the working directory or given with --sdk-dir.`,
 			if err != nil {
 				return err
 			}
-			printNextSteps(cmd.OutOrStdout(), o, res)
-			return nil
+			return printNextSteps(cmd.OutOrStdout(), o, res)
 		},
 	}
 	cmd.Flags().StringVar(&o.OAuth, "oauth", "", "OAuth flow the host runs for the plugin: code or client-credentials (default: an API token)")
@@ -80,24 +80,27 @@ the working directory or given with --sdk-dir.`,
 	return cmd
 }
 
-func printNextSteps(w io.Writer, o Options, res *Result) {
+func printNextSteps(out io.Writer, o Options, res *Result) error {
+	var w strings.Builder
 	rel := res.Dir
 	if wd, err := os.Getwd(); err == nil {
 		if r, err := filepath.Rel(wd, res.Dir); err == nil {
 			rel = r
 		}
 	}
-	fmt.Fprintf(w, "wrote connector-%s (%s) to %s:\n", o.AppID, res.ImportPath, rel)
+	fmt.Fprintf(&w, "wrote connector-%s (%s) to %s:\n", o.AppID, res.ImportPath, rel)
 	for _, f := range res.Files {
-		fmt.Fprintf(w, "  %s\n", f)
+		fmt.Fprintf(&w, "  %s\n", f)
 	}
 	for _, warn := range res.Warnings {
-		fmt.Fprintf(w, "note: %s\n", warn)
+		fmt.Fprintf(&w, "note: %s\n", warn)
 	}
-	fmt.Fprintf(w, "\nnext:\n")
+	fmt.Fprintf(&w, "\nnext:\n")
 	if res.Standalone {
-		fmt.Fprintf(w, "  cd %s\n  go build -o bin/connector-%s .\n  go test ./...\n  connector-host conformance bin/connector-%s --fixtures testdata/conformance\n  connector-host serve --plugins bin\n", rel, o.AppID, o.AppID)
-		return
+		fmt.Fprintf(&w, "  cd %s\n  go build -o bin/connector-%s .\n  go test ./...\n  connector-host conformance bin/connector-%s --fixtures testdata/conformance\n  connector-host serve --plugins bin\n", rel, o.AppID, o.AppID)
+	} else {
+		fmt.Fprintf(&w, "  go build -o bin/plugins/connector-%s ./%s\n  go test ./%s/...\n  bin/connector-host conformance bin/plugins/connector-%s --fixtures %s/testdata/conformance\n  bin/connector-host serve\n", o.AppID, rel, rel, o.AppID, rel)
 	}
-	fmt.Fprintf(w, "  go build -o bin/plugins/connector-%s ./%s\n  go test ./%s/...\n  bin/connector-host conformance bin/plugins/connector-%s --fixtures %s/testdata/conformance\n  bin/connector-host serve\n", o.AppID, rel, rel, o.AppID, rel)
+	_, err := io.WriteString(out, w.String())
+	return err
 }

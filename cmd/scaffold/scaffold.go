@@ -163,7 +163,7 @@ func Generate(o Options) (*Result, error) {
 			d.ImportPath = "example.com/" + d.Binary
 		}
 		if err := module.CheckPath(d.ImportPath); err != nil {
-			return nil, fmt.Errorf("--module %q: %v", d.ImportPath, err)
+			return nil, fmt.Errorf("--module %q: %w", d.ImportPath, err)
 		}
 	}
 	res.Standalone, res.ImportPath = d.Standalone, d.ImportPath
@@ -192,9 +192,11 @@ func Generate(o Options) (*Result, error) {
 	sort.Strings(names)
 	for _, n := range names {
 		path := filepath.Join(dir, filepath.FromSlash(n))
+		//nolint:gosec // a source tree is world-readable, like any checkout
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			return res, err
 		}
+		//nolint:gosec // source files are world-readable, like any checkout
 		if err := os.WriteFile(path, files[n], 0o644); err != nil {
 			return res, err
 		}

@@ -415,7 +415,8 @@ func (s *session) checkCancellation() Result {
 // stillServes makes one call whose answer is known and returns "" when it
 // comes back as expected.
 func (s *session) stillServes() string {
-	for _, c := range s.concurrencyCases() {
+	if cases := s.concurrencyCases(); len(cases) > 0 {
+		c := cases[0]
 		o := s.call(s.ctx, c.capability, c.envelope, "", "probe "+c.name)
 		if why := sameAnswer(c, o); why != "" {
 			return fmt.Sprintf("%s answered differently: %s", c.name, why)

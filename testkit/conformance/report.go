@@ -63,7 +63,7 @@ func (r *Report) count(s Status) int {
 	return n
 }
 
-// Passed, Failed and Skipped count the checks with each status.
+// Passed counts the checks that passed.
 func (r *Report) Passed() int { return r.count(Pass) }
 
 // Failed counts the checks that failed.

@@ -25,7 +25,7 @@ func compileSchema(name string, raw json.RawMessage) (*validator.Schema, error) 
 	}
 	doc, err := validator.UnmarshalJSON(bytes.NewReader(raw))
 	if err != nil {
-		return nil, fmt.Errorf("is not JSON: %v", err)
+		return nil, fmt.Errorf("is not JSON: %w", err)
 	}
 	if m, ok := doc.(map[string]any); ok {
 		if s, ok := m["$schema"].(string); ok && strings.TrimSuffix(s, "#") != draft2020 {
@@ -37,11 +37,11 @@ func compileSchema(name string, raw json.RawMessage) (*validator.Schema, error) 
 	c.AssertFormat()
 	url := "mem:///" + strings.NewReplacer("/", "_", " ", "_").Replace(name) + ".json"
 	if err := c.AddResource(url, doc); err != nil {
-		return nil, fmt.Errorf("cannot be loaded: %v", err)
+		return nil, fmt.Errorf("cannot be loaded: %w", err)
 	}
 	s, err := c.Compile(url)
 	if err != nil {
-		return nil, fmt.Errorf("does not compile as JSON Schema 2020-12: %v", err)
+		return nil, fmt.Errorf("does not compile as JSON Schema 2020-12: %w", err)
 	}
 	return s, nil
 }
@@ -54,14 +54,20 @@ func decodeJSON(raw json.RawMessage) (any, error) {
 	return validator.UnmarshalJSON(bytes.NewReader(raw))
 }
 
+// tryDecode decodes raw for validation, reporting whether it is JSON.
+func tryDecode(raw json.RawMessage) (any, bool) {
+	doc, err := decodeJSON(raw)
+	return doc, err == nil
+}
+
 // invalidFields validates raw against s and returns the dotted paths of the
 // failing fields under root ("request.count"), or nil when raw is valid.
 func invalidFields(s *validator.Schema, root string, raw json.RawMessage) ([]string, error) {
-	doc, err := decodeJSON(raw)
-	if err != nil {
-		return []string{root}, nil
+	doc, ok := tryDecode(raw)
+	if !ok {
+		return []string{root}, nil // not JSON: the whole of root is at fault
 	}
-	err = s.Validate(doc)
+	err := s.Validate(doc)
 	if err == nil {
 		return nil, nil
 	}

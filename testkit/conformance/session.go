@@ -382,7 +382,7 @@ func (s *session) call(ctx context.Context, capability string, body []byte, requ
 	if err != nil {
 		return &outcome{Transport: err, Took: time.Since(t0)}
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	o := &outcome{Status: resp.StatusCode}
 	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/x-ndjson") {
 		s.readStream(resp.Body, o, where)

@@ -61,6 +61,7 @@ var defect = os.Getenv(EnvBreak)
 
 const appID = "broken"
 
+//nolint:gosec // schemas, not credentials
 var (
 	echoRequest = `{"type":"object","properties":{"message":{"type":"string"},"count":{"type":"integer","minimum":0}},"additionalProperties":false}`
 	echoResp    = `{"type":"object","properties":{"message":{"type":"string"},"count":{"type":"integer"}},"required":["message"]}`
