@@ -387,8 +387,8 @@ func (s *session) checkCancellation() Result {
 		}
 	}
 	// Give the handler time to start: until it logs something for the
-	// call, at most 300 ms.
-	s.logs.waitFor(300*time.Millisecond, tagged(time.Time{}))
+	// call, at most 500 ms.
+	_, started := s.logs.waitFor(500*time.Millisecond, tagged(time.Time{}))
 	select {
 	case o := <-done:
 		return Result{Status: Fail, Reason: fmt.Sprintf("the slow case %s finished before it was cancelled (%v): %s; a slow case must run for several seconds", slow.Name, o.Took.Round(time.Millisecond), o.summary())}
@@ -403,7 +403,11 @@ func (s *session) checkCancellation() Result {
 	}
 	line, ok := s.logs.waitFor(time.Until(cancelled.Add(CancelWithin)), tagged(cancelled))
 	if !ok {
-		return Result{Status: Fail, Reason: fmt.Sprintf("no sign within %v that the plugin ended the cancelled call %s: it logged nothing for request_id %s after the cancellation (a handler must return when its context is cancelled; the SDK logs the end of each call)", CancelWithin, slow.Name, reqID)}
+		r := Result{Status: Fail, Reason: fmt.Sprintf("no sign within %v that the plugin ended the cancelled call %s: it logged nothing for request_id %s after the cancellation (a handler must return when its context is cancelled, and should log through req.Logger() when it stops early)", CancelWithin, slow.Name, reqID)}
+		if !started {
+			r.Details = []string{"the plugin logged nothing for the call before the cancellation either (500 ms after it was sent)"}
+		}
+		return r
 	}
 	after := line.At.Sub(cancelled)
 	if msg := s.stillServes(); msg != "" {

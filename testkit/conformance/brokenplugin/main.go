@@ -174,6 +174,7 @@ func (c *connector) begin(call *wire.Call) (hclog.Logger, func()) {
 		log.Info("call received", "auth", string(call.Auth), "settings", string(call.Settings))
 	}
 	start := time.Now()
+	log.Debug("call started")
 	return log, func() { log.Debug("call finished", "duration_ms", time.Since(start).Milliseconds()) }
 }
 
