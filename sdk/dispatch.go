@@ -114,10 +114,14 @@ func (c *connector) Invoke(ctx context.Context, call *wire.Call) (*wire.Result, 
 		return &wire.Result{Err: c.wireError(e, "")}, nil
 	}
 	defer p.release()
+	start := time.Now()
 	resp, err := c.runUnary(ctx, p, call)
 	if err != nil {
-		return &wire.Result{Err: c.wireError(c.integ.mapError(err), p.cap.funcName)}, nil
+		werr := c.wireError(c.integ.mapError(err), p.cap.funcName)
+		p.env.logger.Debug("call finished", "outcome", werr.Code, "ms", time.Since(start).Milliseconds())
+		return &wire.Result{Err: werr}, nil
 	}
+	p.env.logger.Debug("call finished", "outcome", "ok", "ms", time.Since(start).Milliseconds())
 	body, err := json.Marshal(resp)
 	if err != nil {
 		return &wire.Result{Err: c.wireError(Errorf(InternalError, "encoding the response: %v", err), p.cap.funcName)}, nil
@@ -169,6 +173,7 @@ func (c *connector) InvokeStream(ctx context.Context, call *wire.Call, emit func
 	}
 	defer p.release()
 	b := &batcher{emit: emit}
+	start := time.Now()
 	err := c.runStream(ctx, p, call, b.add)
 	b.stop()
 	final := &wire.Chunk{Done: true}
@@ -178,6 +183,11 @@ func (c *connector) InvokeStream(ctx context.Context, call *wire.Call, emit func
 	case p.env.nextPage != nil:
 		final = &wire.Chunk{FinalPage: toWirePage(p.env.nextPage)}
 	}
+	outcome := "ok"
+	if final.Err != nil {
+		outcome = final.Err.Code
+	}
+	p.env.logger.Debug("call finished", "outcome", outcome, "ms", time.Since(start).Milliseconds())
 	return b.finish(final)
 }
 

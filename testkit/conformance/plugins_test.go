@@ -17,9 +17,7 @@ import (
 // their authors have been told about: plugin directory → check → why. Such
 // a FAIL is logged as a known issue instead of failing the test; once the
 // check passes the entry is reported as stale. Keep this list empty.
-var knownIssues = map[string]map[string]string{
-	"dsync": {conformance.CheckDescribe: "entity_token fields look secret: dsync must mark them \"x-secret\": true or declare \"x-secret\": false"},
-}
+var knownIssues = map[string]map[string]string{}
 
 // TestPlugins runs the suite against every plugin main package under
 // plugins/, with its fixtures (plugins/<dir>/testdata/conformance) when it

@@ -79,20 +79,20 @@ func (r Record) body(field string) ([]byte, error) {
 
 // RecordRequest is the request of realtime_create and realtime_update.
 type RecordRequest struct {
-	EntityToken string `json:"entity_token" jsonschema:"minLength=1,description=Entity token from the data layout"`
+	EntityToken string `json:"entity_token" jsonschema:"minLength=1,description=Entity token from the data layout" jsonschema_extras:"x-secret=false"`
 	Data        Record `json:"data" jsonschema:"description=The record (sent as the request body unwrapped and unchanged)"`
 }
 
 // DeleteRequest is the request of realtime_delete.
 type DeleteRequest struct {
-	EntityToken string `json:"entity_token" jsonschema:"minLength=1"`
+	EntityToken string `json:"entity_token" jsonschema:"minLength=1" jsonschema_extras:"x-secret=false"`
 	EntityID    string `json:"entity_id" jsonschema:"minLength=1,description=The record's primary key value"`
 }
 
 // BatchOperation is one operation of realtime_batch.
 type BatchOperation struct {
 	Op          string `json:"op" jsonschema:"enum=create,enum=update,enum=delete"`
-	EntityToken string `json:"entity_token" jsonschema:"minLength=1"`
+	EntityToken string `json:"entity_token" jsonschema:"minLength=1" jsonschema_extras:"x-secret=false"`
 	Data        Record `json:"data,omitempty" jsonschema:"description=The record (create and update)"`
 	EntityID    string `json:"entity_id,omitempty" jsonschema:"description=The record's primary key (delete; optional for create and update: the data layout's primary key is used)"`
 }
@@ -149,7 +149,7 @@ type EntityInput struct {
 	EntityName  string       `json:"entity_name,omitempty"`
 	Treekey     string       `json:"treekey,omitempty"`
 	EndpointURL string       `json:"endpoint_url,omitempty"`
-	EntityToken string       `json:"entity_token,omitempty"`
+	EntityToken string       `json:"entity_token,omitempty" jsonschema_extras:"x-secret=false"`
 	Fields      []FieldInput `json:"fields,omitempty"`
 }
 
@@ -165,7 +165,7 @@ type TokenRequest struct {
 
 // TokenResponse is the response of generate_entity_token.
 type TokenResponse struct {
-	EntityToken string `json:"entity_token"`
+	EntityToken string `json:"entity_token" jsonschema_extras:"x-secret=false"`
 }
 
 // ValidateRequest is the request of validate_credentials.

@@ -103,7 +103,7 @@ type Entity struct {
 	EndpointURL string `json:"endpoint_url"`
 	// EntityToken identifies the entity system-wide (see GenerateEntityToken).
 	// Required and unique.
-	EntityToken string `json:"entity_token"`
+	EntityToken string `json:"entity_token" jsonschema_extras:"x-secret=false"`
 	// Fields are the entity's attributes; at least one.
 	Fields []Field `json:"fields"`
 }
