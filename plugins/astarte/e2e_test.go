@@ -185,13 +185,14 @@ func within(t *testing.T, d time.Duration) context.Context {
 
 // stream is a streaming call read line by line as the host writes it.
 type stream struct {
-	resp   *http.Response
-	lines  chan []byte
-	cancel context.CancelFunc
+	lines chan []byte
 }
 
-// openStream starts a streaming capability; its NDJSON lines arrive on
-// lines (closed at the end of the body). The call is cancelled at test end.
+// openStream starts a streaming capability in the background; its NDJSON
+// lines arrive on lines, closed at the end of the body. The host answers
+// (status and headers) only with the first chunk, so the call runs in its
+// own goroutine; an error answer fails the test. The call is cancelled at
+// test end.
 func (s *stack) openStream(capability string, request any) *stream {
 	s.t.Helper()
 	body, err := json.Marshal(map[string]any{"request": request})
@@ -204,23 +205,28 @@ func (s *stack) openStream(capability string, request any) *stream {
 		cancel()
 		s.t.Fatal(err)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		cancel()
-		s.t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		cancel()
-		s.t.Fatalf("%s: status %d: %s", capability, resp.StatusCode, b)
-	}
-	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/x-ndjson") {
-		s.t.Errorf("%s: content type %q, want application/x-ndjson", capability, ct)
-	}
-	st := &stream{resp: resp, lines: make(chan []byte, 1024), cancel: cancel}
+	st := &stream{lines: make(chan []byte, 1024)}
+	done := make(chan struct{})
+	t := s.t
 	go func() {
+		defer close(done)
 		defer close(st.lines)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			if ctx.Err() == nil {
+				t.Errorf("%s: %v", capability, err)
+			}
+			return
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			b, _ := io.ReadAll(resp.Body)
+			t.Errorf("%s: status %d: %s", capability, resp.StatusCode, b)
+			return
+		}
+		if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/x-ndjson") {
+			t.Errorf("%s: content type %q, want application/x-ndjson", capability, ct)
+		}
 		r := bufio.NewReader(resp.Body)
 		for {
 			line, err := r.ReadBytes('\n')
@@ -234,7 +240,7 @@ func (s *stack) openStream(capability string, request any) *stream {
 	}()
 	s.t.Cleanup(func() {
 		cancel()
-		resp.Body.Close()
+		<-done
 	})
 	return st
 }
