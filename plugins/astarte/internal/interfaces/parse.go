@@ -3,6 +3,7 @@ package interfaces
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -38,7 +39,12 @@ func ParseFile(path string) (*Interface, error) {
 	if err != nil {
 		return nil, fmt.Errorf("interface file: %w", err)
 	}
-	return Parse(data)
+	iface, err := Parse(data)
+	var e *Error
+	if errors.As(err, &e) {
+		e.Reason += fmt.Sprintf(" (file %s)", path)
+	}
+	return iface, err
 }
 
 // Parse parses and validates an interface JSON document. Every broken rule is
@@ -232,7 +238,10 @@ func (p *parser) mapping(iface *Interface, field string, raw json.RawMessage, if
 	if expiry > math.MaxInt32 {
 		return nil, fieldError(p.name, f("expiry"), "is larger than %d seconds", math.MaxInt32)
 	}
-	if expiry > 0 { // <= 0 means never expires
+	if expiry < 0 {
+		return nil, fieldError(p.name, f("expiry"), "must not be negative (0 means never expires)")
+	}
+	if expiry > 0 { // 0 means never expires
 		m.Expiry = time.Duration(expiry) * time.Second
 	}
 
