@@ -53,6 +53,8 @@ vet:
 proto: tools
 	PATH="$(TOOLS):$$PATH" $(TOOLS)/buf lint
 	PATH="$(TOOLS):$$PATH" $(TOOLS)/buf generate
+	cd proto/msghub-0.8 && $(TOOLS)/buf lint && $(TOOLS)/buf build --exclude-imports --exclude-source-info \
+	  --as-file-descriptor-set -o ../gen/astarteplatform/msghub/v08/message_hub.binpb
 
 ## lint: golangci-lint with the committed .golangci.yml
 lint: tools
