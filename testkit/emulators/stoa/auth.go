@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"mime"
 	"net/http"
 	"sync"
 
@@ -126,7 +127,19 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-	_ = s.auth.oauth.HandleTokenRequest(rec, r)
+	// PROTOCOLS.md: a form body. go-oauth2 would also read the grant type
+	// from the query string; a token client that sends JSON or a query is
+	// wrong for Stoa and must see an error.
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/x-www-form-urlencoded" {
+		rec.Header().Set("Content-Type", "application/json;charset=UTF-8")
+		rec.WriteHeader(http.StatusBadRequest)
+		_ = json.NewEncoder(rec).Encode(map[string]string{
+			"error":             "invalid_request",
+			"error_description": "the token request must have a form body (application/x-www-form-urlencoded)",
+		})
+	} else {
+		_ = s.auth.oauth.HandleTokenRequest(rec, r)
+	}
 	s.count(func(st *Stats) {
 		st.TokenRequests++
 		if rec.status != http.StatusOK {

@@ -150,7 +150,21 @@ func TestOAuthToken(t *testing.T) {
 			t.Errorf("%+v: status %d body %v, want an OAuth error", tc, status, out)
 		}
 	}
-	if st := s.Stats(); st.TokenRequests != 5 || st.FailedTokenRequests != 4 {
+	// Not a form body (JSON), or the client authenticated in the body
+	// (client_secret_post) instead of HTTP Basic.
+	req, _ := http.NewRequest(http.MethodPost, s.AuthURL()+"/oauth/token/", strings.NewReader(`{"grant_type":"client_credentials"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.SetBasicAuth(DefaultClientID, DefaultClientSecret)
+	if status, _, b := do(t, req); status != 400 || !strings.Contains(string(b), "invalid_request") {
+		t.Errorf("JSON body: %d %s, want 400 invalid_request", status, b)
+	}
+	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {DefaultClientID}, "client_secret": {DefaultClientSecret}}
+	req, _ = http.NewRequest(http.MethodPost, s.AuthURL()+"/oauth/token/", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if status, _, b := do(t, req); status < 400 || !strings.Contains(string(b), "invalid_client") {
+		t.Errorf("client secret in the body: %d %s, want invalid_client", status, b)
+	}
+	if st := s.Stats(); st.TokenRequests != 7 || st.FailedTokenRequests != 6 {
 		t.Errorf("stats %+v", st)
 	}
 }
