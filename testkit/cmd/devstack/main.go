@@ -38,6 +38,9 @@ type started struct {
 	about     string
 	examples  []string
 	stop      func()
+	// oauth overrides the connector's declared OAuth URLs
+	// (connectors.<app_id>.oauth: token_url, authorization_url).
+	oauth map[string]string
 }
 
 // emulators is filled by the emulator_*.go files of this command.
@@ -78,6 +81,9 @@ func run(listen, binDir, dataDir string) error {
 		c := map[string]any{"settings": s.settings}
 		if len(s.callbacks) > 0 {
 			c["callbacks"] = s.callbacks
+		}
+		if len(s.oauth) > 0 {
+			c["oauth"] = s.oauth
 		}
 		connectors[e.appID] = c
 		about = append(about, fmt.Sprintf("  %-16s %s", e.name, s.about))
