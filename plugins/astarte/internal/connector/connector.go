@@ -157,16 +157,9 @@ func decodeSettings(env *sdk.Envelope) (*cfg, error) {
 func resolveSettings(s Settings) (*cfg, error) {
 	c := &cfg{Settings: s}
 	if s.CAFile != "" {
-		pem, err := os.ReadFile(s.CAFile)
+		pool, err := loadCAPool(s.CAFile)
 		if err != nil {
-			return nil, sdk.Errorf(sdk.BadRequest, "settings.ca_file: %v", err)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, sdk.Errorf(sdk.BadRequest, "settings.ca_file: %s holds no PEM certificate", s.CAFile)
+			return nil, err
 		}
 		c.roots = pool
 	}
