@@ -1,0 +1,800 @@
+// Command astarte-hostbench measures the astarte plugin through the host,
+// as a user runs it: a `connector-host serve` process with the real
+// connector-astarte plugin process, HTTP calls to
+// /v1/connectors/astarte/send, and the local Astarte emulator (Pairing API
+// and TLS broker) in this process:
+//
+//	astarte-hostbench [-host bin/connector-host] [-plugin bin/plugins/connector-astarte]
+//	                  [-messages 5000] [-workers 16] [-drain 10000] [-devices 100] [-rtt 10ms]
+//
+// It prints:
+//   - datastream sends/s at QoS 0 (unreliable) and QoS 1 (guaranteed: each
+//     send answered after the broker's PUBACK) through the host, one at a
+//     time and with -workers HTTP calls in flight, beside a raw paho client
+//     publishing the same BSON to the same broker the same way (one at a
+//     time waiting for each token; -workers goroutines), and the ratio;
+//   - the same QoS 1 rates over a simulated network with -rtt round-trip
+//     time: both the plugin and the raw client reach the broker through a
+//     TCP relay that delays each direction by rtt/2 (the plugin learns the
+//     relay's address from a Pairing API front that rewrites broker_url);
+//     on loopback the broker answers in microseconds, so the host's own
+//     per-call cost (HTTP, gRPC, validation) dominates, while against a
+//     broker across a network the PUBACK round trip does;
+//   - the durable queue drain rate after the broker comes back, measured at
+//     the broker (first to last queued message received) and end to end
+//     (reconnection seen by status to an empty queue);
+//   - the plugin process RSS idle and with -devices connected devices.
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/google/uuid"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"gopkg.in/yaml.v3"
+
+	astarteemu "github.com/connector-host/connector-host/testkit/emulators/astarte"
+)
+
+const benchIface = `{"interface_name":"com.example.Bench","version_major":1,"version_minor":0,"type":"datastream","ownership":"device",
+  "mappings":[{"endpoint":"/q0","type":"double","reliability":"unreliable"},
+              {"endpoint":"/q1","type":"double","reliability":"guaranteed","retention":"stored"}]}`
+
+type options struct {
+	host, plugin string
+	messages     int
+	workers      int
+	drain        int
+	devices      int
+	rtt          time.Duration
+	duration     time.Duration
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.host, "host", "bin/connector-host", "connector-host binary")
+	flag.StringVar(&o.plugin, "plugin", "bin/plugins/connector-astarte", "connector-astarte plugin binary")
+	flag.IntVar(&o.messages, "messages", 5000, "messages per rate measurement")
+	flag.IntVar(&o.workers, "workers", 16, "calls in flight for the concurrent rates")
+	flag.IntVar(&o.drain, "drain", 10000, "messages queued for the drain measurement")
+	flag.IntVar(&o.devices, "devices", 100, "connected devices for the RSS figure")
+	flag.DurationVar(&o.rtt, "rtt", 10*time.Millisecond, "round-trip time of the simulated network for the QoS 1 rows with latency (0: skip them)")
+	flag.DurationVar(&o.duration, "duration", 3*time.Second, "length of each measurement with latency")
+	flag.Parse()
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "astarte-hostbench:", err)
+		os.Exit(1)
+	}
+}
+
+// bench is a running emulator and host.
+type bench struct {
+	o     options
+	emu   *astarteemu.Emulator
+	files astarteemu.Files
+	url   string
+	proc  *exec.Cmd
+	http  *http.Client
+	dir   string
+}
+
+func run(o options) error {
+	for _, p := range []string{o.host, o.plugin} {
+		if _, err := os.Stat(p); err != nil {
+			return fmt.Errorf("%s: %w (run `make build` first)", p, err)
+		}
+	}
+	b := &bench{o: o, http: &http.Client{Timeout: 2 * time.Minute,
+		Transport: &http.Transport{MaxIdleConns: 4 * o.workers, MaxIdleConnsPerHost: 4 * o.workers}}}
+	var err error
+	if b.dir, err = os.MkdirTemp("", "astarte-hostbench-"); err != nil {
+		return err
+	}
+	defer os.RemoveAll(b.dir)
+	if b.emu, err = astarteemu.Start(astarteemu.Options{}); err != nil {
+		return err
+	}
+	defer b.emu.Close()
+	if b.files, err = b.emu.WriteFiles(filepath.Join(b.dir, "emulator")); err != nil {
+		return err
+	}
+	if err := b.startHost(); err != nil {
+		return err
+	}
+	defer b.stopHost()
+	ctx := context.Background()
+
+	// RSS first, on a fresh plugin process.
+	pid, err := b.pluginPID()
+	if err != nil {
+		return err
+	}
+	idle := rss(pid)
+	ids, err := b.connectMany(ctx, o.devices)
+	if err != nil {
+		return err
+	}
+	loaded := rss(pid)
+	for _, id := range ids {
+		if _, err := b.call(ctx, "disconnect", map[string]any{"device_id": id}, nil); err != nil {
+			return err
+		}
+	}
+
+	fmt.Printf("astarte through the host (connector-host serve + connector-astarte) vs raw paho, same broker, same BSON\n")
+	fmt.Printf("(%d messages per loopback row, %s per row with latency; %d CPUs)\n\n", o.messages, o.duration, runtime.NumCPU())
+	fmt.Printf("%-56s %10s %10s %7s\n", "measure", "host", "raw paho", "ratio")
+	loop := route{name: "loopback"}
+	id, err := b.newDevice(ctx, loop)
+	if err != nil {
+		return err
+	}
+	raw, err := b.rawClient(b.emu.BrokerAddr())
+	if err != nil {
+		return err
+	}
+	defer raw.client.Disconnect(0)
+	if err := b.samePayload(ctx, id, raw); err != nil {
+		return err
+	}
+	count := func(workers int, f func(int) error) (float64, error) { return parallel(o.messages, 0, workers, f) }
+	for _, q := range []struct {
+		name, path string
+		qos        byte
+	}{{"QoS 0", "/q0", 0}, {"QoS 1 (PUBACK)", "/q1", 1}} {
+		for _, w := range []int{1, o.workers} {
+			if err := b.row(ctx, fmt.Sprintf("sends/s %s, loopback, %d in flight", q.name, w), id, loop, raw, q.path, q.qos, w, count); err != nil {
+				return err
+			}
+		}
+	}
+	if o.rtt > 0 {
+		lat, stop, err := b.latencyRoute(o.rtt)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		lid, err := b.newDevice(ctx, lat)
+		if err != nil {
+			return err
+		}
+		lraw, err := b.rawClient(lat.brokerAddr)
+		if err != nil {
+			return err
+		}
+		defer lraw.client.Disconnect(0)
+		timed := func(workers int, f func(int) error) (float64, error) { return parallel(0, o.duration, workers, f) }
+		for _, w := range []int{1, o.workers} {
+			if err := b.row(ctx, fmt.Sprintf("sends/s QoS 1 (PUBACK), RTT %s, %d in flight", o.rtt, w), lid, lat, lraw, "/q1", 1, w, timed); err != nil {
+				return err
+			}
+		}
+	}
+	atBroker, endToEnd, err := b.drainRate(ctx, id)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%-56s %10.0f\n", fmt.Sprintf("durable queue drain msgs/s at the broker (%d queued)", o.drain), atBroker)
+	fmt.Printf("%-56s %10.0f\n", "durable queue drain msgs/s, reconnected to empty", endToEnd)
+	fmt.Printf("%-56s %6d KiB\n", "plugin RSS idle", idle)
+	fmt.Printf("%-56s %6d KiB\n", fmt.Sprintf("plugin RSS with %d connected devices", o.devices), loaded)
+	fmt.Printf("%-56s %6d KiB\n", "plugin RSS per connected device", (loaded-idle)/int64(max(o.devices, 1)))
+	return nil
+}
+
+// row measures one line: the host rate, then the raw client's, same path,
+// QoS and calls in flight.
+func (b *bench) row(ctx context.Context, name, id string, r route, raw *rawPublisher, path string, qos byte, workers int,
+	measure func(int, func(int) error) (float64, error)) error {
+	host, err := measure(workers, b.sender(ctx, id, r, path))
+	if err != nil {
+		return err
+	}
+	rr, err := measure(workers, raw.publisher(path, qos))
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%-56s %10.0f %10.0f %7.2f\n", name, host, rr, host/rr)
+	return nil
+}
+
+// startHost runs `connector-host serve` with the plugin and the emulator's
+// settings as the astarte connector's defaults.
+func (b *bench) startHost() error {
+	plugins := filepath.Join(b.dir, "plugins")
+	if err := os.MkdirAll(plugins, 0o755); err != nil {
+		return err
+	}
+	abs, err := filepath.Abs(b.o.plugin)
+	if err != nil {
+		return err
+	}
+	if err := os.Symlink(abs, filepath.Join(plugins, "connector-astarte")); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cfg := map[string]any{
+		"listen": addr, "plugins_dir": plugins, "data_dir": filepath.Join(b.dir, "data"), "log_level": "warn",
+		"connectors": map[string]any{"astarte": map[string]any{"settings": b.emu.Settings(b.files), "max_concurrency": 1024}},
+	}
+	raw, err := yaml.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	cfgPath := filepath.Join(b.dir, "connector-host.yaml")
+	if err := os.WriteFile(cfgPath, raw, 0o600); err != nil {
+		return err
+	}
+	b.proc = exec.Command(b.o.host, "serve", "--config", cfgPath)
+	b.proc.Stderr = os.Stderr
+	if err := b.proc.Start(); err != nil {
+		return err
+	}
+	b.url = "http://" + addr
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := b.http.Get(b.url + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b.stopHost()
+	return errors.New("connector-host serve not ready within 60 s")
+}
+
+func (b *bench) stopHost() {
+	if b.proc == nil || b.proc.Process == nil {
+		return
+	}
+	_ = b.proc.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = b.proc.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		_ = b.proc.Process.Kill()
+		<-done
+	}
+	b.proc = nil
+}
+
+// route is how a device reaches Astarte: the connector's default settings
+// (loopback) or a settings override pointing at the latency fronts.
+type route struct {
+	name       string
+	settings   map[string]any // request settings override (nil: defaults)
+	brokerAddr string         // where raw clients connect
+}
+
+// call invokes a capability, with settings overriding the defaults when
+// given, and returns the response object.
+func (b *bench) call(ctx context.Context, capability string, request, settings map[string]any) (map[string]any, error) {
+	env := map[string]any{"request": request}
+	if settings != nil {
+		env["settings"] = settings
+	}
+	body, err := json.Marshal(env)
+	if err != nil {
+		return nil, err
+	}
+	out, status, err := b.post(ctx, capability, body)
+	if err != nil {
+		return nil, err
+	}
+	var resp struct {
+		Response map[string]any `json:"response"`
+	}
+	if err := json.Unmarshal(out, &resp); err != nil || status != http.StatusOK {
+		return nil, fmt.Errorf("%s: status %d: %s", capability, status, out)
+	}
+	return resp.Response, nil
+}
+
+func (b *bench) post(ctx context.Context, capability string, body []byte) ([]byte, int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.url+"/v1/connectors/astarte/"+capability, bytes.NewReader(body))
+	if err != nil {
+		return nil, 0, err
+	}
+	resp, err := b.http.Do(req)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	return out, resp.StatusCode, err
+}
+
+// newDevice pairs a device through the host, adds the bench interface and
+// connects it over the route (waiting until connected).
+func (b *bench) newDevice(ctx context.Context, r route) (string, error) {
+	id, err := b.pair(ctx, r)
+	if err != nil {
+		return "", err
+	}
+	return id, b.connect(ctx, id, r)
+}
+
+func (b *bench) pair(ctx context.Context, r route) (string, error) {
+	res, err := b.call(ctx, "generate_device_id", map[string]any{}, nil)
+	if err != nil {
+		return "", err
+	}
+	id, _ := res["device_id"].(string)
+	if _, err := b.call(ctx, "register_device", map[string]any{"device_id": id, "realm_private_key_file": b.files.RealmKeyFile}, r.settings); err != nil {
+		return "", err
+	}
+	if _, err := b.call(ctx, "obtain_device_certificate", map[string]any{"device_id": id}, r.settings); err != nil {
+		return "", err
+	}
+	var iface map[string]any
+	if err := json.Unmarshal([]byte(benchIface), &iface); err != nil {
+		return "", err
+	}
+	if _, err := b.call(ctx, "add_interface", map[string]any{"device_id": id, "interface": iface}, r.settings); err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+func (b *bench) connect(ctx context.Context, id string, r route) error {
+	st, err := b.call(ctx, "connect", map[string]any{"device_id": id, "wait": true, "timeout_ms": 60000}, r.settings)
+	if err != nil {
+		return err
+	}
+	if st["state"] != "connected" {
+		return fmt.Errorf("device %s: %v", id, st)
+	}
+	return nil
+}
+
+// connectMany pairs n devices and connects them all (loopback).
+func (b *bench) connectMany(ctx context.Context, n int) ([]string, error) {
+	ids := make([]string, n)
+	for k := range ids {
+		id, err := b.pair(ctx, route{})
+		if err != nil {
+			return nil, err
+		}
+		ids[k] = id
+	}
+	errs := make(chan error, n)
+	for _, id := range ids {
+		go func() { errs <- b.connect(ctx, id, route{}) }()
+	}
+	var err error
+	for range ids {
+		err = errors.Join(err, <-errs)
+	}
+	return ids, err
+}
+
+// sender returns a func sending value v through the host; every send must
+// be answered "delivered". It is warmed up first.
+func (b *bench) sender(ctx context.Context, id string, r route, path string) func(int) error {
+	settings := []byte("null")
+	if r.settings != nil {
+		settings, _ = json.Marshal(r.settings)
+	}
+	send := func(v int) error {
+		body := fmt.Appendf(nil, `{"request":{"device_id":%q,"interface":"com.example.Bench","path":%q,"value":%d.5},"settings":%s}`, id, path, v, settings)
+		out, status, err := b.post(ctx, "send", body)
+		if err != nil {
+			return err
+		}
+		if status != http.StatusOK || !bytes.Contains(out, []byte(`"delivery":"delivered"`)) {
+			return fmt.Errorf("send %s: status %d: %s", path, status, out)
+		}
+		return nil
+	}
+	return warm(send)
+}
+
+// warm runs f a few times before the measurement; the first error is
+// returned by every later call.
+func warm(f func(int) error) func(int) error {
+	for v := 0; v < 50; v++ {
+		if err := f(v); err != nil {
+			return func(int) error { return err }
+		}
+	}
+	return f
+}
+
+// parallel runs f(0), f(1), ... on workers goroutines, n calls in all (or
+// for duration d when n is 0), and returns calls/s.
+func parallel(n int, d time.Duration, workers int, f func(int) error) (float64, error) {
+	var next, done atomic.Int64
+	var firstErr error
+	var once sync.Once
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	if n == 0 {
+		t := time.AfterFunc(d, func() { close(stop) })
+		defer t.Stop()
+	}
+	start := time.Now()
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				v := int(next.Add(1)) - 1
+				if n > 0 && v >= n {
+					return
+				}
+				if err := f(v); err != nil {
+					once.Do(func() { firstErr = err })
+					return
+				}
+				done.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	return float64(done.Load()) / time.Since(start).Seconds(), firstErr
+}
+
+// rawPublisher is a plain paho client with its own device certificate.
+type rawPublisher struct {
+	client paho.Client
+	base   string
+}
+
+// rawClient connects a paho client for a new device id to the broker at
+// addr (the broker itself or the latency relay).
+func (b *bench) rawClient(addr string) (*rawPublisher, error) {
+	u := uuid.New()
+	cn := b.emu.Realm() + "/" + base64.RawURLEncoding.EncodeToString(u[:])
+	cert, err := b.emu.IssueClientCertificate(cn, time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	c := paho.NewClient(paho.NewClientOptions().AddBroker("tls://" + addr).SetClientID(cn).
+		SetProtocolVersion(4).SetTLSConfig(b.emu.ClientTLSConfig(cert)).SetAutoReconnect(false).SetCleanSession(false))
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		return nil, fmt.Errorf("raw paho connect: %v", tok.Error())
+	}
+	return &rawPublisher{client: c, base: cn + "/com.example.Bench"}, nil
+}
+
+func payloadOf(v float64) ([]byte, error) { return bson.Marshal(bson.D{{Key: "v", Value: v}}) }
+
+// publisher returns a func publishing value v and waiting for its token
+// (PUBACK at QoS 1), warmed up first.
+func (r *rawPublisher) publisher(path string, qos byte) func(int) error {
+	return warm(func(v int) error {
+		data, err := payloadOf(float64(v) + 0.5)
+		if err != nil {
+			return err
+		}
+		tok := r.client.Publish(r.base+path, qos, false, data)
+		if !tok.WaitTimeout(30 * time.Second) {
+			return errors.New("raw publish timed out")
+		}
+		return tok.Error()
+	})
+}
+
+// latencyRoute starts a TCP relay in front of the broker that delays each
+// direction by rtt/2, and an HTTPS front of the Pairing API (same server
+// certificate) that answers info with the relay as broker_url.
+func (b *bench) latencyRoute(rtt time.Duration) (route, func(), error) {
+	relay, err := startDelayRelay(b.emu.BrokerAddr(), rtt/2)
+	if err != nil {
+		return route{}, nil, err
+	}
+	front, err := b.startPairingFront(relay.addr)
+	if err != nil {
+		relay.close()
+		return route{}, nil, err
+	}
+	stop := func() { front.Close(); relay.close() }
+	return route{name: "rtt", settings: map[string]any{"pairing_base_url": front.URL + "/pairing"}, brokerAddr: relay.addr}, stop, nil
+}
+
+// startPairingFront proxies the Pairing API, rewriting the broker address
+// in its answers to brokerAddr.
+func (b *bench) startPairingFront(brokerAddr string) (*httptest.Server, error) {
+	target, err := url.Parse(b.emu.PairingURL())
+	if err != nil {
+		return nil, err
+	}
+	certPEM, keyPEM, err := b.emu.ServerCertPEM()
+	if err != nil {
+		return nil, err
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, err
+	}
+	from, to := []byte(b.emu.BrokerAddr()), []byte(brokerAddr)
+	proxy := &httputil.ReverseProxy{
+		Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(&url.URL{Scheme: target.Scheme, Host: target.Host}) },
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: b.emu.CAPool(), MinVersion: tls.VersionTLS12}},
+		ModifyResponse: func(resp *http.Response) error {
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil {
+				return err
+			}
+			body = bytes.ReplaceAll(body, from, to)
+			resp.Body = io.NopCloser(bytes.NewReader(body))
+			resp.ContentLength = int64(len(body))
+			resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
+			return nil
+		},
+	}
+	srv := httptest.NewUnstartedServer(proxy)
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	srv.StartTLS()
+	return srv, nil
+}
+
+// delayRelay forwards TCP connections to a target, delaying every chunk
+// by a fixed one-way latency while keeping its order (no bandwidth limit).
+type delayRelay struct {
+	addr string
+	ln   net.Listener
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	open map[net.Conn]bool
+}
+
+func startDelayRelay(target string, oneWay time.Duration) (*delayRelay, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	r := &delayRelay{addr: ln.Addr().String(), ln: ln, open: map[net.Conn]bool{}}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			r.track(c, up)
+			r.wg.Add(2)
+			go func() { defer r.wg.Done(); pipeDelayed(up, c, oneWay) }()
+			go func() { defer r.wg.Done(); pipeDelayed(c, up, oneWay) }()
+		}
+	}()
+	return r, nil
+}
+
+func (r *delayRelay) track(conns ...net.Conn) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range conns {
+		r.open[c] = true
+	}
+}
+
+func (r *delayRelay) close() {
+	r.ln.Close()
+	r.mu.Lock()
+	for c := range r.open {
+		c.Close()
+	}
+	r.mu.Unlock()
+	r.wg.Wait()
+}
+
+// pipeDelayed copies src to dst, each chunk written oneWay after it was
+// read; it closes both ends when either side ends.
+func pipeDelayed(dst, src net.Conn, oneWay time.Duration) {
+	type chunk struct {
+		data []byte
+		at   time.Time
+	}
+	q := make(chan chunk, 4096)
+	go func() {
+		defer close(q)
+		for {
+			buf := make([]byte, 32<<10)
+			n, err := src.Read(buf)
+			if n > 0 {
+				q <- chunk{buf[:n], time.Now().Add(oneWay)}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	for c := range q {
+		if d := time.Until(c.at); d > 0 {
+			time.Sleep(d)
+		}
+		if _, err := dst.Write(c.data); err != nil {
+			break
+		}
+	}
+	dst.Close()
+	src.Close()
+	for range q { // let the reader finish
+	}
+}
+
+// samePayload checks that the plugin and the raw client put the same bytes
+// on the wire for the same value.
+func (b *bench) samePayload(ctx context.Context, id string, raw *rawPublisher) error {
+	b.emu.ResetMessages()
+	if _, err := b.call(ctx, "send", map[string]any{"device_id": id, "interface": "com.example.Bench", "path": "/q1", "value": 1.5}, nil); err != nil {
+		return err
+	}
+	want, err := payloadOf(1.5)
+	if err != nil {
+		return err
+	}
+	msgs := b.emu.MessagesFrom(b.emu.Realm() + "/" + id)
+	if len(msgs) != 1 || !bytes.Equal(msgs[0].Payload, want) {
+		return fmt.Errorf("the plugin's payload differs from the raw client's: %+v vs %x", msgs, want)
+	}
+	b.emu.ResetMessages()
+	return nil
+}
+
+// drainRate stops the broker, queues o.drain stored messages through the
+// host, starts the broker and measures how fast the queue empties.
+func (b *bench) drainRate(ctx context.Context, id string) (atBroker, endToEnd float64, err error) {
+	if err := b.emu.StopBroker(); err != nil {
+		return 0, 0, err
+	}
+	if _, err := b.waitStatus(ctx, id, func(st map[string]any) bool { return st["state"] == "connecting" }); err != nil {
+		return 0, 0, err
+	}
+	_, err = parallel(b.o.drain, 0, b.o.workers, func(v int) error {
+		body := fmt.Appendf(nil, `{"request":{"device_id":%q,"interface":"com.example.Bench","path":"/q1","value":%d}}`, id, v)
+		out, status, err := b.post(ctx, "send", body)
+		if err != nil {
+			return err
+		}
+		if status != http.StatusOK || !bytes.Contains(out, []byte(`"queued_stored"`)) {
+			return fmt.Errorf("offline send: status %d: %s", status, out)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	b.emu.ResetMessages()
+	if err := b.emu.StartBroker(); err != nil {
+		return 0, 0, err
+	}
+	connectedAt, err := b.waitStatus(ctx, id, func(st map[string]any) bool { return st["state"] == "connected" })
+	if err != nil {
+		return 0, 0, err
+	}
+	emptyAt, err := b.waitStatus(ctx, id, func(st map[string]any) bool { return fmt.Sprint(st["queued_stored"]) == "0" })
+	if err != nil {
+		return 0, 0, err
+	}
+	var first, last time.Time
+	n := 0
+	topic := b.emu.Realm() + "/" + id + "/com.example.Bench/q1"
+	for _, m := range b.emu.Messages() {
+		if m.Topic != topic {
+			continue
+		}
+		if n == 0 {
+			first = m.Time
+		}
+		last = m.Time
+		n++
+	}
+	if n != b.o.drain {
+		return 0, 0, fmt.Errorf("the broker received %d of %d queued messages", n, b.o.drain)
+	}
+	return float64(n-1) / last.Sub(first).Seconds(), float64(n) / emptyAt.Sub(connectedAt).Seconds(), nil
+}
+
+// waitStatus polls status every 2 ms until cond holds (up to 2 minutes)
+// and returns when it first did.
+func (b *bench) waitStatus(ctx context.Context, id string, cond func(map[string]any) bool) (time.Time, error) {
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		st, err := b.call(ctx, "status", map[string]any{"device_id": id}, nil)
+		if err != nil {
+			return time.Time{}, err
+		}
+		if cond(st) {
+			return time.Now(), nil
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return time.Time{}, errors.New("status condition not met within 2 minutes")
+}
+
+// pluginPID finds the plugin process: the child of the host process whose
+// executable is the plugin binary.
+func (b *bench) pluginPID() (int, error) {
+	want, err := filepath.EvalSymlinks(b.o.plugin)
+	if err != nil {
+		return 0, err
+	}
+	if want, err = filepath.Abs(want); err != nil {
+		return 0, err
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if len(f) < 2 || f[1] != strconv.Itoa(b.proc.Process.Pid) {
+			continue
+		}
+		if exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe")); err == nil && strings.TrimSuffix(exe, " (deleted)") == want {
+			return pid, nil
+		}
+	}
+	return 0, fmt.Errorf("no child of connector-host (pid %d) runs %s", b.proc.Process.Pid, want)
+}
+
+// rss reads VmRSS (KiB) of a process (0 where unavailable).
+func rss(pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			if f := strings.Fields(line); len(f) >= 2 {
+				n, _ := strconv.ParseInt(f[1], 10, 64)
+				return n
+			}
+		}
+	}
+	return 0
+}
