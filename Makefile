@@ -89,6 +89,7 @@ conformance: build
 ## bench: the performance suite; prints tables with ratios (see docs/performance.md)
 bench: build benchbins
 	$(BIN)/bench/hostbench -minimal $(BIN)/bench/connector-minimal
+	$(GO) run ./plugins/astarte/cmd/astarte-hostbench -host $(BIN)/connector-host -plugin $(BIN)/plugins/connector-astarte
 
 ## run: build, start the local emulators and the host with every plugin
 run: build
