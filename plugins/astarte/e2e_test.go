@@ -8,9 +8,8 @@ package main_test
 // The library-level tests cover what is not repeated here: a device cannot
 // publish or subscribe outside its own topic tree — on the emulator broker
 // (internal/mqtt TestDeviceConfinedToItsTree, testkit/emulators/astarte
-// TestBrokerAuthACLAndRecording) and on Debian's mosquitto
-// (internal/mqtt TestMosquittoConfinesDevices, required in CI by
-// CI_REQUIRE_MOSQUITTO=1).
+// TestBrokerAuthACLAndRecording) and on a second broker, Debian's
+// (internal/mqtt TestMosquittoConfinesDevices, which .ci/run requires).
 
 import (
 	"bufio"

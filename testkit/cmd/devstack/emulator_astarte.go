@@ -57,7 +57,7 @@ func startAstarte(_ context.Context, dir string) (started, error) {
 	ifaceFiles := map[string]string{}
 	for name, doc := range devAstarteInterfaces {
 		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(doc), 0o644); err != nil {
+		if err := os.WriteFile(p, []byte(doc), 0o600); err != nil {
 			_ = emu.Close()
 			return started{}, err
 		}

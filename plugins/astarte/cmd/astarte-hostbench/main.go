@@ -114,11 +114,11 @@ func run(o options) error {
 	if b.dir, err = os.MkdirTemp("", "astarte-hostbench-"); err != nil {
 		return err
 	}
-	defer os.RemoveAll(b.dir)
+	defer func() { _ = os.RemoveAll(b.dir) }()
 	if b.emu, err = astarteemu.Start(astarteemu.Options{}); err != nil {
 		return err
 	}
-	defer b.emu.Close()
+	defer func() { _ = b.emu.Close() }()
 	if b.files, err = b.emu.WriteFiles(filepath.Join(b.dir, "emulator")); err != nil {
 		return err
 	}
@@ -226,7 +226,7 @@ func (b *bench) row(ctx context.Context, name, id string, r route, raw *rawPubli
 // settings as the astarte connector's defaults.
 func (b *bench) startHost() error {
 	plugins := filepath.Join(b.dir, "plugins")
-	if err := os.MkdirAll(plugins, 0o755); err != nil {
+	if err := os.MkdirAll(plugins, 0o700); err != nil {
 		return err
 	}
 	abs, err := filepath.Abs(b.o.plugin)
@@ -241,7 +241,7 @@ func (b *bench) startHost() error {
 		return err
 	}
 	addr := ln.Addr().String()
-	ln.Close()
+	_ = ln.Close()
 	cfg := map[string]any{
 		"listen": addr, "plugins_dir": plugins, "data_dir": filepath.Join(b.dir, "data"), "log_level": "warn",
 		"connectors": map[string]any{"astarte": map[string]any{"settings": b.emu.Settings(b.files), "max_concurrency": 1024}},
@@ -263,7 +263,7 @@ func (b *bench) startHost() error {
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		if resp, err := b.http.Get(b.url + "/readyz"); err == nil {
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return nil
 			}
@@ -331,7 +331,7 @@ func (b *bench) post(ctx context.Context, capability string, body []byte) ([]byt
 	if err != nil {
 		return nil, 0, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	out, err := io.ReadAll(resp.Body)
 	return out, resp.StatusCode, err
 }
@@ -550,7 +550,7 @@ func (b *bench) startPairingFront(brokerAddr string) (*httptest.Server, error) {
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: b.emu.CAPool(), MinVersion: tls.VersionTLS12}},
 		ModifyResponse: func(resp *http.Response) error {
 			body, err := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if err != nil {
 				return err
 			}
@@ -593,7 +593,7 @@ func startDelayRelay(target string, oneWay time.Duration) (*delayRelay, error) {
 			}
 			up, err := net.Dial("tcp", target)
 			if err != nil {
-				c.Close()
+				_ = c.Close()
 				continue
 			}
 			r.track(c, up)
@@ -614,10 +614,10 @@ func (r *delayRelay) track(conns ...net.Conn) {
 }
 
 func (r *delayRelay) close() {
-	r.ln.Close()
+	_ = r.ln.Close()
 	r.mu.Lock()
 	for c := range r.open {
-		c.Close()
+		_ = c.Close()
 	}
 	r.mu.Unlock()
 	r.wg.Wait()
@@ -652,8 +652,8 @@ func pipeDelayed(dst, src net.Conn, oneWay time.Duration) {
 			break
 		}
 	}
-	dst.Close()
-	src.Close()
+	_ = dst.Close()
+	_ = src.Close()
 	for range q { // let the reader finish
 	}
 }
