@@ -21,6 +21,8 @@ import (
 	"github.com/google/uuid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
@@ -182,7 +184,10 @@ func (h *Hub) Start() error {
 		return fmt.Errorf("msghubemu: listen %s: %w", h.addr, err)
 	}
 	h.addr = lis.Addr().String()
-	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(h.unaryInterceptor), grpc.ChainStreamInterceptor(h.streamInterceptor))
+	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(h.unaryInterceptor), grpc.ChainStreamInterceptor(h.streamInterceptor),
+		// Nodes ping idle attach streams to notice a vanished hub.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.ForceServerCodecV2(safeCodec{encoding.GetCodecV2("proto")}))
 	srv.RegisterService(h.serviceDesc(), h)
 	h.srv, h.running = srv, true
 	go func() { _ = srv.Serve(lis) }()

@@ -88,6 +88,7 @@ type Device struct {
 	conn      transport.Conn
 	trName    string
 	lastErr   string
+	lastErrV  error // the error behind lastErr
 	cancelRun context.CancelFunc
 	runDone   chan struct{}
 	closed    bool
@@ -112,7 +113,7 @@ type statsCounters struct {
 	sent, queuedStored, queuedVolatile           int64
 	expiredDropped, volatileDropped              int64
 	invalidQueued, inboundDropped, eventsDropped int64
-	received                                     int64
+	received, hubErrors, rejectedDropped         int64
 }
 
 const metaInterfacePrefix = "interface:"
@@ -201,6 +202,22 @@ func (d *Device) AddInterface(ctx context.Context, iface *interfaces.Interface) 
 			removed = append(removed, old)
 		}
 		if err := conn.UpdateIntrospection(ctx, snap, []*interfaces.Interface{iface}, removed); err != nil {
+			if errors.Is(err, transport.ErrRejected) {
+				// The remote end refused the interface (Message Hub): undo,
+				// or every later attach would carry it and fail.
+				d.mu.Lock()
+				d.intro.Remove(iface.Name)
+				if old != nil {
+					d.intro.Add(old)
+				}
+				d.mu.Unlock()
+				if old != nil {
+					_ = d.store.SetMeta(ctx, d.id, metaInterfacePrefix+iface.Name, string(old.Source()))
+				} else {
+					_ = d.store.DeleteMeta(ctx, d.id, metaInterfacePrefix+iface.Name)
+				}
+				return err
+			}
 			d.log.Warn("introspection update not sent; it will be on reconnect", "error", err)
 		}
 	}
@@ -273,6 +290,11 @@ type Status struct {
 	InboundDropped int64 `json:"inbound_dropped"`
 	// EventsDropped counts events not delivered to slow subscribers.
 	EventsDropped int64 `json:"events_dropped"`
+	// RejectedDropped counts queued messages dropped because the remote
+	// end refused them (transport.ErrRejected).
+	RejectedDropped int64 `json:"rejected_dropped"`
+	// HubErrors counts errors the Message Hub reported (hub_error events).
+	HubErrors int64 `json:"hub_errors"`
 }
 
 // Status returns the device's state and counters.
@@ -290,8 +312,17 @@ func (d *Device) Status(ctx context.Context) (Status, error) {
 	st.Sent, st.Received = d.stats.sent, d.stats.received
 	st.ExpiredDropped, st.VolatileDropped = d.stats.expiredDropped, d.stats.volatileDropped
 	st.InvalidQueuedDropped, st.InboundDropped, st.EventsDropped = d.stats.invalidQueued, d.stats.inboundDropped, d.stats.eventsDropped
+	st.RejectedDropped, st.HubErrors = d.stats.rejectedDropped, d.stats.hubErrors
 	d.stats.Unlock()
 	return st, nil
+}
+
+// LastError is why the last connection attempt failed or the last
+// connection ended (nil while connected or never tried).
+func (d *Device) LastError() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.lastErrV
 }
 
 // State returns the connection state.

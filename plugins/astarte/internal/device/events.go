@@ -15,6 +15,9 @@ const (
 	EventDisconnected  EventType = "disconnected"
 	EventDataReceived  EventType = "data_received"
 	EventPropertyUnset EventType = "property_unset"
+	// EventHubError is an error the Message Hub reported on its stream
+	// (grpc transport): Description and Source say what.
+	EventHubError EventType = "hub_error"
 )
 
 // Event is something that happened to a device.
@@ -33,6 +36,10 @@ type Event struct {
 	Reason string `json:"reason,omitempty"`
 	// Requested is set when the disconnection was asked for.
 	Requested bool `json:"requested,omitempty"`
+	// Description and Source are a hub_error's description and cause
+	// chain.
+	Description string   `json:"description,omitempty"`
+	Source      []string `json:"source,omitempty"`
 }
 
 // Subscription receives a device's events in order. Events that do not fit

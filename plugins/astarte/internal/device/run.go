@@ -27,7 +27,7 @@ func (d *Device) Connect(tr transport.Transport) error {
 		return fmt.Errorf("device %s is already connecting or connected over %s: disconnect first", d.id, d.trName)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	d.cancelRun, d.runDone, d.trName, d.lastErr = cancel, make(chan struct{}), tr.Name(), ""
+	d.cancelRun, d.runDone, d.trName, d.lastErr, d.lastErrV = cancel, make(chan struct{}), tr.Name(), "", nil
 	d.setStateLocked(Connecting, modeOffline)
 	go d.run(ctx, tr, d.runDone)
 	return nil
@@ -79,7 +79,7 @@ func (d *Device) run(ctx context.Context, tr transport.Transport, done chan stru
 				return
 			}
 			d.mu.Lock()
-			d.lastErr = err.Error()
+			d.lastErr, d.lastErrV = err.Error(), err
 			d.mu.Unlock()
 			delay := step/2 + rand.N(step/2+1)
 			d.log.Info("connection attempt failed", "attempt", attempt+1, "retry_in", delay, "error", err)
@@ -96,7 +96,7 @@ func (d *Device) run(ctx context.Context, tr transport.Transport, done chan stru
 		}
 		connectedAt := time.Now()
 		d.mu.Lock()
-		d.conn, d.lastErr = conn, ""
+		d.conn, d.lastErr, d.lastErrV = conn, "", nil
 		d.setStateLocked(Connected, modeDraining)
 		d.mu.Unlock()
 		d.emit(Event{Type: EventConnected})
@@ -123,11 +123,14 @@ func (d *Device) run(ctx context.Context, tr transport.Transport, done chan stru
 			return
 		case <-conn.Done():
 		}
-		if cerr := conn.Err(); cerr != nil {
-			reason = cerr.Error()
+		lostErr := conn.Err()
+		if lostErr != nil {
+			reason = lostErr.Error()
+		} else {
+			lostErr = errors.New(reason)
 		}
 		d.mu.Lock()
-		d.conn, d.lastErr = nil, reason
+		d.conn, d.lastErr, d.lastErrV = nil, reason, lostErr
 		d.setStateLocked(Connecting, modeOffline)
 		d.mu.Unlock()
 		d.emit(Event{Type: EventDisconnected, Reason: reason})
@@ -265,9 +268,15 @@ func (d *Device) sendPendingProperties(ctx context.Context, conn transport.Conn)
 		}
 		msg := &transport.Message{Interface: iface, Mapping: m, Path: r.Path, Payload: r.Value, Unset: r.Value == nil}
 		if _, err := conn.Send(ctx, []*transport.Message{msg}); err != nil {
-			return err
+			if !errors.Is(err, transport.ErrRejected) {
+				return err
+			}
+			// Refused for good: keep the local value, do not retry.
+			d.count(func(s *statsCounters) { s.rejectedDropped++ })
+			d.log.Warn("a pending property change was refused", "interface", r.Interface, "path", r.Path, "error", err)
+		} else {
+			d.count(func(s *statsCounters) { s.sent++ })
 		}
-		d.count(func(s *statsCounters) { s.sent++ })
 		if err := d.store.MarkSent(ctx, d.id, r.Interface, r.Path, r.Value); err != nil {
 			return err
 		}
@@ -311,10 +320,19 @@ func (d *Device) drain(ctx context.Context, conn transport.Conn) error {
 			n, err := conn.Send(ctx, out)
 			d.count(func(s *statsCounters) { s.sent += int64(n) })
 			if err != nil {
+				rest := items[n:]
+				if errors.Is(err, transport.ErrRejected) {
+					d.count(func(s *statsCounters) { s.rejectedDropped++ })
+					d.log.Warn("dropped a queued volatile message the remote end refused", "error", err)
+					rest = rest[1:]
+				}
 				d.mu.Lock()
-				dropped := d.volatile.unshift(items[n:])
+				dropped := d.volatile.unshift(rest)
 				d.mu.Unlock()
 				d.count(func(s *statsCounters) { s.volatileDropped += int64(dropped) })
+				if errors.Is(err, transport.ErrRejected) {
+					continue
+				}
 				return err
 			}
 			continue
@@ -377,9 +395,16 @@ func (d *Device) sendQueued(ctx context.Context, conn transport.Conn, msgs []sto
 	}
 	n, sendErr := conn.Send(ctx, out)
 	d.count(func(s *statsCounters) { s.sent += int64(n) })
-	if n > 0 {
+	done := n
+	if errors.Is(sendErr, transport.ErrRejected) && n < len(ids) {
+		// Refused for good: drop it rather than block the queue.
+		done, sendErr = n+1, nil
+		d.count(func(s *statsCounters) { s.rejectedDropped++ })
+		d.log.Warn("dropped a queued message the remote end refused", "interface", out[n].Interface.Name, "path", out[n].Path)
+	}
+	if done > 0 {
 		// Acknowledge even if ctx ended: those messages were delivered.
-		if err := d.store.Ack(context.WithoutCancel(ctx), d.id, ids[:n]...); err != nil {
+		if err := d.store.Ack(context.WithoutCancel(ctx), d.id, ids[:done]...); err != nil {
 			return err
 		}
 	}
@@ -403,6 +428,13 @@ func (h handler) Data(ctx context.Context, in transport.Inbound) { h.d.inbound(c
 
 func (h handler) PurgeProperties(ctx context.Context, keep []payload.PropertyPath) {
 	h.d.purge(ctx, keep)
+}
+
+// RemoteError reports an error of the Message Hub as a hub_error event.
+func (h handler) RemoteError(_ context.Context, e transport.RemoteError) {
+	h.d.count(func(s *statsCounters) { s.hubErrors++ })
+	h.d.log.Warn("the message hub reported an error", "description", e.Description, "source", e.Source)
+	h.d.emit(Event{Type: EventHubError, Description: e.Description, Source: e.Source})
 }
 
 func (h handler) Dropped(reason error) {

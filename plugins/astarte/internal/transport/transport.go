@@ -1,6 +1,7 @@
 // Package transport is the boundary between the transport-agnostic device
 // logic (validation, properties, queues, events, reconnection) and a wire
-// protocol: Astarte MQTT v1 today, the Message Hub gRPC protocol next. A
+// protocol: Astarte MQTT v1 (package mqtt) or the Message Hub gRPC protocol
+// (package msghub). A
 // transport makes one connection attempt at a time; the device decides when
 // to retry.
 package transport
@@ -17,6 +18,12 @@ import (
 // ErrDisconnected is matched (errors.Is) by errors caused by the connection
 // being down or lost: the message was not confirmed and may be retried.
 var ErrDisconnected = errors.New("transport disconnected")
+
+// ErrRejected is matched (errors.Is) by errors of a message the remote end
+// refused (the Message Hub answering a Send with INTERNAL or
+// INVALID_ARGUMENT): sending it again will not help, so a queued message that
+// gets it is dropped rather than retried.
+var ErrRejected = errors.New("message rejected")
 
 // Transport connects a device to Astarte.
 type Transport interface {
@@ -103,6 +110,21 @@ type Inbound struct {
 	Timestamp *time.Time
 	// Unset is set when a server-owned property was unset.
 	Unset bool
+}
+
+// RemoteError is an error the remote end reported in-band (a Message Hub
+// `error` event: something went wrong receiving from Astarte).
+type RemoteError struct {
+	// Description says what went wrong.
+	Description string
+	// Source is the chain of causes.
+	Source []string
+}
+
+// RemoteErrorHandler is implemented by a Handler that takes in-band errors;
+// a transport hands a RemoteError to Dropped otherwise.
+type RemoteErrorHandler interface {
+	RemoteError(ctx context.Context, e RemoteError)
 }
 
 // Handler receives what Astarte sends. Calls for one connection are
