@@ -214,3 +214,10 @@ func (h *Hub) Fail(method string, code codes.Code, msg string) {
 func protoName(s string) protoreflect.Name {
 	return protoreflect.Name(strings.TrimPrefix(s, string(protoPackage)+"."))
 }
+
+// ResetFailures drops the failures queued with Fail that no call used.
+func (h *Hub) ResetFailures() {
+	h.mu.Lock()
+	h.failures = map[string][]error{}
+	h.mu.Unlock()
+}

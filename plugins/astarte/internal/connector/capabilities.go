@@ -8,9 +8,11 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"google.golang.org/grpc/codes"
 
 	"github.com/connector-host/connector-host/plugins/astarte/internal/device"
 	"github.com/connector-host/connector-host/plugins/astarte/internal/interfaces"
+	"github.com/connector-host/connector-host/plugins/astarte/internal/msghub"
 	"github.com/connector-host/connector-host/plugins/astarte/internal/pairing"
 	"github.com/connector-host/connector-host/sdk"
 )
@@ -117,7 +119,11 @@ type ListInterfacesResponse struct {
 // ConnectRequest is the request of connect.
 type ConnectRequest struct {
 	DeviceID  string `json:"device_id" jsonschema:"pattern=^[A-Za-z0-9_-]{22}$"`
-	Transport string `json:"transport,omitempty" jsonschema:"enum=mqtt,description=Transport (default mqtt)"`
+	Transport string `json:"transport,omitempty" jsonschema:"enum=mqtt,enum=grpc,description=Transport: mqtt (default: Astarte MQTT v1 over TLS) or grpc (a node of a local Astarte Message Hub; no pairing)"`
+	// MsghubAddress is the Message Hub of the grpc transport.
+	MsghubAddress string `json:"msghub_address,omitempty" jsonschema:"description=grpc: the Message Hub host:port (default 127.0.0.1:50051)"`
+	// NodeID is the device's node id on the hub.
+	NodeID string `json:"node_id,omitempty" jsonschema:"description=grpc: the node id (a UUID); when absent the device's saved one\\, else a new one (saved)"`
 	// Wait waits until the device is connected and its offline queues are
 	// delivered (or TimeoutMS passes).
 	Wait      bool `json:"wait,omitempty" jsonschema:"description=Wait until connected and the offline queues are delivered"`
@@ -148,6 +154,13 @@ type PropertyPathRequest struct {
 	Path      string `json:"path" jsonschema:"minLength=1"`
 }
 
+// StatusResponse is a device's state and counters, with its Message Hub
+// node id and address when it has them.
+type StatusResponse struct {
+	device.Status
+	HubInfo
+}
+
 // DeliveryResponse says what happened to a message.
 type DeliveryResponse struct {
 	Delivery device.Delivery `json:"delivery"`
@@ -174,7 +187,7 @@ type ListPropertiesResponse struct {
 type SubscribeRequest struct {
 	DeviceID string `json:"device_id" jsonschema:"pattern=^[A-Za-z0-9_-]{22}$"`
 	// Types filters the events (default all).
-	Types     []string `json:"types,omitempty" jsonschema:"description=Event types to receive (connected\\, disconnected\\, data_received\\, property_unset); default all"`
+	Types     []string `json:"types,omitempty" jsonschema:"description=Event types to receive (connected\\, disconnected\\, data_received\\, property_unset\\, hub_error); default all"`
 	MaxEvents int      `json:"max_events,omitempty" jsonschema:"minimum=0,description=End the stream after this many events (0: no limit)"`
 	TimeoutMS int      `json:"timeout_ms,omitempty" jsonschema:"minimum=0,description=End the stream after this long (0: when the caller goes away)"`
 }
@@ -190,7 +203,7 @@ func register(integ *sdk.Integration, p *plugin) {
 	sdk.Register(integ, "add_interface", p.addInterface, sdk.WithDescription("Add an interface (JSON object or file) to the device"))
 	sdk.Register(integ, "remove_interface", p.removeInterface, sdk.WithDescription("Remove an interface and its stored properties"))
 	sdk.Register(integ, "list_interfaces", p.listInterfaces, sdk.WithDescription("The device's interfaces and introspection"))
-	sdk.Register(integ, "connect", p.connectCap, sdk.WithDescription("Connect the device (MQTT v1 over TLS); it reconnects by itself until disconnect"))
+	sdk.Register(integ, "connect", p.connectCap, sdk.WithDescription("Connect the device (MQTT v1 over TLS, or grpc: attach to a Message Hub); it reconnects by itself until disconnect"))
 	sdk.Register(integ, "disconnect", p.disconnect, sdk.WithDescription("Disconnect the device and stop reconnecting"))
 	sdk.Register(integ, "status", p.status, sdk.WithDescription("Connection state, queues and counters"))
 	sdk.Register(integ, "send", p.send, sdk.WithDescription("Send a value on an individual datastream"))
@@ -199,7 +212,7 @@ func register(integ *sdk.Integration, p *plugin) {
 	sdk.Register(integ, "unset_property", p.unsetProperty, sdk.WithDescription("Unset a device-owned property (allow_unset)"))
 	sdk.Register(integ, "get_property", p.getProperty, sdk.WithDescription("A stored property value"))
 	sdk.Register(integ, "list_properties", p.listProperties, sdk.WithDescription("The stored properties"))
-	sdk.RegisterStream(integ, "subscribe", p.subscribe, sdk.WithDescription("Stream the device's events: connected, disconnected, data_received, property_unset"))
+	sdk.RegisterStream(integ, "subscribe", p.subscribe, sdk.WithDescription("Stream the device's events: connected, disconnected, data_received, property_unset, hub_error"))
 }
 
 func (p *plugin) generateDeviceID(_ context.Context, req sdk.Request[GenerateDeviceIDRequest]) (DeviceIDResponse, error) {
@@ -443,14 +456,21 @@ func (p *plugin) listInterfaces(ctx context.Context, req sdk.Request[DeviceReque
 	return out, nil
 }
 
-func (p *plugin) connectCap(ctx context.Context, req sdk.Request[ConnectRequest]) (device.Status, error) {
+func (p *plugin) connectCap(ctx context.Context, req sdk.Request[ConnectRequest]) (StatusResponse, error) {
 	c, err := decodeSettings(req.Envelope)
 	if err != nil {
-		return device.Status{}, err
+		return StatusResponse{}, err
 	}
-	d, err := p.connect(ctx, c, req.Args.DeviceID, req.Args.Transport)
+	a := req.Args
+	var hub *hubTarget
+	if a.Transport == "grpc" {
+		hub = &hubTarget{Address: a.MsghubAddress, NodeID: a.NodeID}
+	} else if a.MsghubAddress != "" || a.NodeID != "" {
+		return StatusResponse{}, sdk.NewError(sdk.BadRequest, "request: msghub_address and node_id are for transport grpc")
+	}
+	d, err := p.connect(ctx, c, a.DeviceID, a.Transport, hub)
 	if err != nil {
-		return device.Status{}, err
+		return StatusResponse{}, err
 	}
 	if req.Args.Wait {
 		timeout := time.Duration(req.Args.TimeoutMS) * time.Millisecond
@@ -463,11 +483,19 @@ func (p *plugin) connectCap(ctx context.Context, req sdk.Request[ConnectRequest]
 		// right after goes straight out.
 		if err := d.WaitDrained(wctx); err != nil {
 			st, _ := d.Status(ctx)
-			return st, &sdk.Error{Code: sdk.ConnectionTimeout, Retryable: true,
+			// A hub that answered the Attach with an error says why.
+			var se *msghub.StatusError
+			if errors.As(d.LastError(), &se) && se.Code != codes.Unavailable {
+				e := hubError(se)
+				e.Message = fmt.Sprintf("device %s not connected after %s (it keeps trying): %s", d.ID(), timeout, se)
+				return StatusResponse{Status: st, HubInfo: p.hubInfo(ctx, d.ID())}, e
+			}
+			return StatusResponse{Status: st, HubInfo: p.hubInfo(ctx, d.ID())}, &sdk.Error{Code: sdk.ConnectionTimeout, Retryable: true,
 				Message: fmt.Sprintf("device %s not connected after %s (it keeps trying): %s", d.ID(), timeout, st.LastError)}
 		}
 	}
-	return d.Status(ctx)
+	st, err := d.Status(ctx)
+	return StatusResponse{Status: st, HubInfo: p.hubInfo(ctx, d.ID())}, err
 }
 
 func (p *plugin) disconnect(ctx context.Context, req sdk.Request[DeviceRequest]) (device.Status, error) {
@@ -484,12 +512,13 @@ func (p *plugin) disconnect(ctx context.Context, req sdk.Request[DeviceRequest])
 	return d.Status(ctx)
 }
 
-func (p *plugin) status(ctx context.Context, req sdk.Request[DeviceRequest]) (device.Status, error) {
+func (p *plugin) status(ctx context.Context, req sdk.Request[DeviceRequest]) (StatusResponse, error) {
 	d, err := p.openDevice(ctx, req.Envelope, req.Args.DeviceID)
 	if err != nil {
-		return device.Status{}, err
+		return StatusResponse{}, err
 	}
-	return d.Status(ctx)
+	st, err := d.Status(ctx)
+	return StatusResponse{Status: st, HubInfo: p.hubInfo(ctx, d.ID())}, err
 }
 
 func (p *plugin) send(ctx context.Context, req sdk.Request[SendRequest]) (DeliveryResponse, error) {
@@ -560,7 +589,7 @@ func (p *plugin) subscribe(ctx context.Context, req sdk.Request[SubscribeRequest
 	want := map[device.EventType]bool{}
 	for _, t := range a.Types {
 		switch et := device.EventType(t); et {
-		case device.EventConnected, device.EventDisconnected, device.EventDataReceived, device.EventPropertyUnset:
+		case device.EventConnected, device.EventDisconnected, device.EventDataReceived, device.EventPropertyUnset, device.EventHubError:
 			want[et] = true
 		default:
 			return sdk.Errorf(sdk.BadRequest, "request.types: unknown event type %q", t)

@@ -1,6 +1,7 @@
 // Package connector is the astarte integration: Astarte devices (pairing,
-// certificates, interfaces, MQTT v1, durable properties and queue) served
-// by one plugin process, keyed by device id.
+// certificates, interfaces, MQTT v1 or the Message Hub gRPC transport,
+// durable properties and queue) served by one plugin process, keyed by
+// device id.
 package connector
 
 import (
@@ -27,6 +28,7 @@ import (
 	"github.com/connector-host/connector-host/plugins/astarte/internal/device"
 	"github.com/connector-host/connector-host/plugins/astarte/internal/interfaces"
 	"github.com/connector-host/connector-host/plugins/astarte/internal/mqtt"
+	"github.com/connector-host/connector-host/plugins/astarte/internal/msghub"
 	"github.com/connector-host/connector-host/plugins/astarte/internal/pairing"
 	"github.com/connector-host/connector-host/plugins/astarte/internal/store"
 	"github.com/connector-host/connector-host/sdk"
@@ -47,6 +49,8 @@ type Settings struct {
 	// InsecureSkipVerify disables TLS verification; it is refused unless
 	// the Pairing API and the broker are on a loopback address.
 	InsecureSkipVerify bool `json:"insecure_skip_verify,omitempty" jsonschema:"description=INSECURE - TESTING ONLY: skip TLS certificate verification. Refused unless the Pairing API and the broker are on a loopback address."`
+	// MsghubProtocol is the Message Hub wire version of the grpc transport.
+	MsghubProtocol string `json:"msghub_protocol,omitempty" jsonschema:"enum=0.7,enum=0.8,description=Astarte Message Hub protocol of the grpc transport: 0.7 (default\\, hubs 0.7.x) or 0.8 (hubs 0.8 and later)"`
 }
 
 // plugin is the state of one plugin process.
@@ -62,19 +66,20 @@ type plugin struct {
 	dirsAdded map[string]bool // device id + "\x00" + interfaces dir
 	clients   map[string]*http.Client
 	resumed   bool
+	hubPool   *msghub.Pool // gRPC channels to Message Hubs, shared by devices
 }
 
 // New returns the astarte integration.
 func New() *sdk.Integration { return newPlugin().integ }
 
 func newPlugin() *plugin {
-	p := &plugin{dirsAdded: map[string]bool{}, clients: map[string]*http.Client{}}
+	p := &plugin{dirsAdded: map[string]bool{}, clients: map[string]*http.Client{}, hubPool: msghub.NewPool()}
 	integ := &sdk.Integration{
 		AppID:   AppID,
 		Version: Version,
 		Description: sdk.DescriptionData{
 			UserFriendlyName: "Astarte device",
-			Description:      "Astarte devices: pairing and certificates, interfaces, MQTT v1 over TLS, durable properties and offline queue, server data as a stream of events.",
+			Description:      "Astarte devices: pairing and certificates, interfaces, MQTT v1 over TLS or a local Astarte Message Hub over gRPC, durable properties and offline queue, server data as a stream of events.",
 			Categories:       []string{"iot"},
 		},
 		Auth:          []sdk.AuthKind{sdk.AuthJWT},
@@ -295,6 +300,8 @@ func addInterfacesDir(ctx context.Context, d *device.Device, dir string) error {
 type autoconnect struct {
 	Transport string   `json:"transport"`
 	Settings  Settings `json:"settings"`
+	// Msghub is where a grpc device attaches.
+	Msghub *hubTarget `json:"msghub,omitempty"`
 }
 
 const metaAutoconnect = "autoconnect"
@@ -322,7 +329,7 @@ func (p *plugin) resume(ctx context.Context) {
 		}
 		c, err := resolveSettings(ac.Settings)
 		if err == nil {
-			_, err = p.connect(ctx, c, id, ac.Transport)
+			_, err = p.connect(ctx, c, id, ac.Transport, ac.Msghub)
 		}
 		if err != nil {
 			p.log.Warn("cannot reconnect device", "device_id", id, "error", err)
@@ -332,13 +339,17 @@ func (p *plugin) resume(ctx context.Context) {
 	}
 }
 
-// connect starts the device's connection over the named transport.
-func (p *plugin) connect(ctx context.Context, c *cfg, id, transportName string) (*device.Device, error) {
+// connect starts the device's connection over the named transport (hub
+// is the Message Hub of the grpc transport).
+func (p *plugin) connect(ctx context.Context, c *cfg, id, transportName string, hub *hubTarget) (*device.Device, error) {
 	if transportName == "" {
 		transportName = "mqtt"
 	}
+	if transportName == "grpc" {
+		return p.connectHub(ctx, c, id, hub)
+	}
 	if transportName != "mqtt" {
-		return nil, sdk.Errorf(sdk.BadRequest, "request.transport: %q is not supported (mqtt)", transportName)
+		return nil, sdk.Errorf(sdk.BadRequest, "request.transport: %q is not supported (mqtt or grpc)", transportName)
 	}
 	prov, err := p.provisioner(c)
 	if err != nil {
@@ -387,6 +398,7 @@ func errorHandlers() []sdk.ErrorHandler {
 			}
 			return &sdk.Error{Code: sdk.BadRequest, Message: e.Error()}
 		}),
+		sdk.MapErrorFunc(hubError),
 		sdk.MapErrorFunc(func(e *device.OfflineError) *sdk.Error {
 			return &sdk.Error{Code: sdk.ServiceError, Message: e.Error(), Retryable: true}
 		}),
