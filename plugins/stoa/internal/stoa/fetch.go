@@ -92,9 +92,10 @@ func failuresError(fs []Failure, rowsSent int64, total int) *sdk.Error {
 	return e
 }
 
-// RowFunc receives one row: a JSON object, owned by the callee. Calls come
-// one at a time, in row order, from a goroutine of the fetch (not
-// necessarily the caller's).
+// RowFunc receives one row: a JSON object, valid until the call returns —
+// its bytes are reused for later rows, so a callee that keeps a row copies
+// it. Calls come one at a time, in row order, from a goroutine of the fetch
+// (not necessarily the caller's).
 type RowFunc func(row json.RawMessage) error
 
 // Fetch streams the rows of the objects req selects to emit: objects in

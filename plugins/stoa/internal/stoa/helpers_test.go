@@ -1,6 +1,7 @@
 package stoa
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -127,7 +128,7 @@ func (c *collector) emit(row json.RawMessage) error {
 		return errors.New("invalid JSON row")
 	}
 	c.mu.Lock()
-	c.rows = append(c.rows, row)
+	c.rows = append(c.rows, bytes.Clone(row)) // rows are valid during the call only
 	c.mu.Unlock()
 	return nil
 }

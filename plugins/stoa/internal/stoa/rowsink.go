@@ -3,6 +3,7 @@ package stoa
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/apache/arrow-go/v18/arrow"
 
@@ -14,13 +15,18 @@ import (
 // them to emit in order. The decoder (the caller of write) runs ahead of
 // the encoders by at most a few batches, so memory stays bounded: at most
 // cap(pending) batches are in flight, each as Arrow arrays and then as
-// JSON.
+// JSON. The JSON buffers are recycled once their rows were emitted (emit
+// does not keep a row after it returns), so a fetch allocates them only
+// while the pipeline fills up.
 type rowSink struct {
 	emit RowFunc
 
 	jobs    chan *encodeJob // to the encoders
 	pending chan *encodeJob // to the emitter, in order
 	wg      sync.WaitGroup
+
+	free   chan []byte  // emitted JSON buffers, for the encoders to reuse
+	rowLen atomic.Int64 // bytes per row of the latest batch, to size buffers
 
 	mu  sync.Mutex
 	err error // first error of emit or of encoding; the sink is dead after it
@@ -41,6 +47,7 @@ type encodeJob struct {
 
 type encoded struct {
 	rows [][]byte
+	bufs [][]byte // the arrays the rows are cut from, recycled after emit
 	err  error
 }
 
@@ -51,6 +58,7 @@ func newRowSink(emit RowFunc) *rowSink {
 		emit:    emit,
 		jobs:    make(chan *encodeJob, workers),
 		pending: make(chan *encodeJob, workers+1),
+		free:    make(chan []byte, 2*workers+2),
 	}
 	s.wg.Add(workers + 1)
 	for range workers {
@@ -124,37 +132,78 @@ var errSinkClosed = &sinkError{err: sdk.Errorf(sdk.InternalError, "fetch: row si
 func (s *rowSink) encoder() {
 	defer s.wg.Done()
 	for job := range s.jobs {
-		job.out <- encodeBatch(job)
+		job.out <- s.encodeBatch(job)
 		job.rec.Release()
 	}
 }
 
-// encodeBatch encodes every row of job's batch into one buffer cut into
-// rows (the receiver owns each row).
-func encodeBatch(job *encodeJob) encoded {
+// buffer returns an empty byte array of capacity at least n, recycled when
+// one is free.
+func (s *rowSink) buffer(n int) []byte {
+	select {
+	case b := <-s.free:
+		if cap(b) >= n {
+			return b[:0]
+		}
+	default:
+	}
+	return make([]byte, 0, n)
+}
+
+// recycle offers emitted buffers to the encoders; extra ones are dropped.
+func (s *rowSink) recycle(bufs [][]byte) {
+	for _, b := range bufs {
+		select {
+		case s.free <- b:
+		default:
+		}
+	}
+}
+
+// encodeBatch encodes every row of job's batch into byte arrays cut into
+// rows, usually one array sized by the row length of the batch before.
+func (s *rowSink) encodeBatch(job *encodeJob) encoded {
 	b, err := job.enc.Bind(job.rec)
 	if err != nil {
 		return encoded{err: sdk.Errorf(sdk.InvalidResponse, "order id %s: %v", quoteShort(job.orderID), err)}
 	}
 	out := make([][]byte, b.Len())
+	var bufs [][]byte
 	var buf []byte
+	avg := int(s.rowLen.Load())
+	if avg <= 0 {
+		avg = 1024
+	}
 	for i := range b.Len() {
 		start := len(buf)
 		if cap(buf)-start < 4096 {
-			// Start a new array sized for the rows left; the rows already
-			// cut keep the old one. Rows are never written after cutting.
-			left := b.Len() - i
-			avg := 1024
+			// Start a new array sized for the rows left (an eighth more);
+			// the rows already cut keep the old one. Rows are never written
+			// after cutting.
 			if i > 0 {
 				avg = start/i + 1
 			}
-			buf = make([]byte, 0, max(avg*left+avg, 4096))
+			left := b.Len() - i
+			if buf != nil {
+				bufs = append(bufs, buf)
+			}
+			buf = s.buffer(max(avg*left+avg*left/8, 4096))
 			start = 0
 		}
 		buf = b.AppendRow(buf, i)
 		out[i] = buf[start:len(buf):len(buf)]
 	}
-	return encoded{rows: out}
+	if buf != nil {
+		bufs = append(bufs, buf)
+	}
+	if n := b.Len(); n > 0 {
+		total := 0
+		for _, r := range out {
+			total += len(r)
+		}
+		s.rowLen.Store(int64(total/n + 1))
+	}
+	return encoded{rows: out, bufs: bufs}
 }
 
 func (s *rowSink) emitter() {
@@ -178,5 +227,6 @@ func (s *rowSink) emitter() {
 				break
 			}
 		}
+		s.recycle(res.bufs)
 	}
 }

@@ -16,6 +16,8 @@ type spool struct {
 	mem   []byte
 	f     *os.File
 	size  int64
+	// toFile: the expected size is over the limit, go to a file at once.
+	toFile bool
 }
 
 // spoolError marks a failure to store a download (not a network failure).
@@ -24,10 +26,15 @@ type spoolError struct{ err error }
 func (e *spoolError) Error() string { return "storing the download: " + e.err.Error() }
 func (e *spoolError) Unwrap() error { return e.err }
 
-// newSpool returns a spool; hint is the expected size (-1 if unknown).
+// newSpool returns a spool; hint is the expected size (-1 if unknown). A
+// hint above the limit sends the bytes to a file from the start (no memory
+// buffer to grow and copy out); a smaller one sizes the memory buffer.
 func newSpool(dir string, limit, hint int64) *spool {
 	s := &spool{dir: dir, limit: limit}
-	if hint > 0 && hint <= limit {
+	switch {
+	case hint > limit:
+		s.toFile = true
+	case hint > 0:
 		s.mem = make([]byte, 0, hint)
 	}
 	return s
@@ -35,7 +42,7 @@ func newSpool(dir string, limit, hint int64) *spool {
 
 // Write implements io.Writer.
 func (s *spool) Write(p []byte) (int, error) {
-	if s.f == nil && s.size+int64(len(p)) > s.limit {
+	if s.f == nil && (s.toFile || s.size+int64(len(p)) > s.limit) {
 		f, err := os.CreateTemp(s.dir, "stoa-object-*.parquet")
 		if err != nil {
 			return 0, &spoolError{err}
