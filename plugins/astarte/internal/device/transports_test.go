@@ -288,7 +288,9 @@ func sharedValidation(t *testing.T, u upstream) {
 		func() (Delivery, error) { return d.Send(ctx, "com.example.AllTypes", "/s/boolean", "yes", &ts) },
 		func() (Delivery, error) { return d.Send(ctx, "com.example.AllTypes", "/s/double", 1.0, nil) },
 		func() (Delivery, error) { return d.Send(ctx, "com.example.Retention", "/nope", 1, nil) },
-		func() (Delivery, error) { return d.SendObject(ctx, "com.example.Geo", "/g", map[string]any{"alt": 1.0}, &ts) },
+		func() (Delivery, error) {
+			return d.SendObject(ctx, "com.example.Geo", "/g", map[string]any{"alt": 1.0}, &ts)
+		},
 		func() (Delivery, error) { return d.SetProperty(ctx, "com.example.DevProps", "/fixed", "x") },
 		func() (Delivery, error) { return d.UnsetProperty(ctx, "com.example.DevProps", "/fixed") },
 	}
