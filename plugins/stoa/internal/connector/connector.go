@@ -102,7 +102,7 @@ func (c *Connector) client(env *sdk.Envelope) (*stoa.Client, error) {
 	if err := os.MkdirAll(spool, 0o700); err != nil {
 		return nil, sdk.Errorf(sdk.InternalError, "creating the spool directory: %v", err)
 	}
-	return stoa.New(s, creds, stoa.Options{TokenCache: c.tokens, SpoolDir: spool})
+	return stoa.New(s, creds, stoa.Options{TokenCache: c.tokens, SpoolDir: spool, Logger: env.Logger()})
 }
 
 // applyPage continues an order at the envelope's page token; the page size

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/connector-host/connector-host/sdk"
 )
 
@@ -94,6 +96,9 @@ type Options struct {
 	// BatchRows bounds the rows decoded (and encoded) at a time; default
 	// 1024.
 	BatchRows int
+	// Logger receives a line per retried request (what failed, its code
+	// and the pause; never a secret or a URL); nil logs nothing.
+	Logger hclog.Logger
 }
 
 // Client talks to one Stoa deployment with one set of credentials. It is
@@ -160,6 +165,9 @@ func New(settings Settings, creds Credentials, opts Options) (*Client, error) {
 	}
 	if c.opts.BatchRows <= 0 {
 		c.opts.BatchRows = 1024
+	}
+	if c.opts.Logger == nil {
+		c.opts.Logger = hclog.NewNullLogger()
 	}
 	h := sha256.New()
 	for _, part := range []string{strconv.Itoa(int(creds.mode())), cfg.AuthBaseURL, creds.Email, creds.Password, creds.ClientID, creds.ClientSecret} {
@@ -560,10 +568,19 @@ func (c *Client) withRetry(ctx context.Context, fn func() error) error {
 			ce.msg += fmt.Sprintf(" (Retry-After %s exceeds the %s the client waits)", ce.retryAfter, c.retry.MaxRetryAfter)
 			return ce
 		}
-		if err := sleep(ctx, c.backoff(attempt, ce.retryAfter)); err != nil {
+		pause := c.backoff(attempt, ce.retryAfter)
+		c.logRetry(ce, attempt, pause)
+		if err := sleep(ctx, pause); err != nil {
 			return err
 		}
 	}
+}
+
+// logRetry logs a failed try that will be retried after pause. The message
+// is the error's, which names what failed but holds no secret and no URL.
+func (c *Client) logRetry(ce *callError, attempt int, pause time.Duration) {
+	c.opts.Logger.Info("stoa request failed; retrying", "error_code", string(ce.code), "error", ce.msg,
+		"attempt", attempt, "attempts", c.retry.Attempts, "pause", pause.Round(time.Millisecond).String())
 }
 
 // backoff is the pause after try attempt (1-based).

@@ -404,6 +404,7 @@ func (c *Client) download(ctx context.Context, id string) (*download, error) {
 		if ce.status == http.StatusForbidden && resigns < maxResigns {
 			resigns++
 			signed = ""
+			c.opts.Logger.Info("stoa refused a presigned url (expired or invalid signature); signing again", "order_id", id, "resign", resigns)
 			continue
 		}
 		if !ce.retryable {
@@ -418,7 +419,9 @@ func (c *Client) download(ctx context.Context, id string) (*download, error) {
 			ce.msg += fmt.Sprintf(" (Retry-After %s exceeds the %s the client waits)", ce.retryAfter, c.retry.MaxRetryAfter)
 			return nil, c.final(ctx, ce)
 		}
-		if err := sleep(ctx, c.backoff(attempt, ce.retryAfter)); err != nil {
+		pause := c.backoff(attempt, ce.retryAfter)
+		c.logRetry(ce, attempt, pause)
+		if err := sleep(ctx, pause); err != nil {
 			return nil, c.final(ctx, err)
 		}
 		attempt++

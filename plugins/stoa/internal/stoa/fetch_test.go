@@ -7,9 +7,13 @@ import (
 	"errors"
 	"os"
 	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/connector-host/connector-host/sdk"
 	stoaemu "github.com/connector-host/connector-host/testkit/emulators/stoa"
@@ -374,4 +378,52 @@ func TestFetchReusesRowBuffers(t *testing.T) {
 	if reused == 0 {
 		t.Errorf("no row buffer was reused over %d rows in batches of 7", len(kept))
 	}
+}
+
+// TestRetriesAreLogged: every retried request and every re-signing is
+// logged (what failed, its code, the pause), without secrets or URLs.
+func TestRetriesAreLogged(t *testing.T) {
+	t.Parallel()
+	srv := startEmu(t, stoaemu.Options{})
+	keys := srv.Keys(0)[:2]
+	srv.InjectFault(keys[0], stoaemu.Fault{Status: 503, Times: 1})
+	srv.InjectFault(keys[1], stoaemu.Fault{ExpiredSignature: true, Times: 1})
+	srv.InjectFault("/auth/rest-auth/login/", stoaemu.Fault{Status: 502, Times: 1})
+	var buf bytes.Buffer
+	var mu sync.Mutex
+	logger := hclog.New(&hclog.LoggerOptions{Output: &lockedWriter{w: &buf, mu: &mu}, JSONFormat: true, Level: hclog.Info})
+	c := newClient(t, srv, restCreds, Options{Logger: logger}, nil)
+	var got collector
+	if _, err := c.Fetch(context.Background(), FetchRequest{OrderIDs: keys}, got.emit); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	logs := buf.String()
+	mu.Unlock()
+	for _, want := range []string{
+		`"error_code":"bad_gateway"`, `"error":"login: Stoa answered HTTP 502`,
+		`"error_code":"service_error"`, `"error":"download of order id \"` + keys[0],
+		"signing again", `"order_id":"` + keys[1] + `"`,
+	} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("logs lack %q:\n%s", want, logs)
+		}
+	}
+	for _, secret := range []string{stoaemu.DefaultPassword, "Signature=", "http://"} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("logs contain %q:\n%s", secret, logs)
+		}
+	}
+}
+
+// lockedWriter serialises writes of concurrent goroutines.
+type lockedWriter struct {
+	w  *bytes.Buffer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
