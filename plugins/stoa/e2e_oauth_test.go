@@ -3,10 +3,15 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/connector-host/connector-host/host/config"
 	stoaemu "github.com/connector-host/connector-host/testkit/emulators/stoa"
@@ -238,6 +243,67 @@ func TestE2EHostOAuthRefreshAhead(t *testing.T) {
 	}
 	if st := srv.Stats(); st.TokenRequests != 2 || st.Unauthorized != 0 {
 		t.Fatalf("%+v, want exactly one refresh ahead of expiry (2 token requests) and no 401", st)
+	}
+	noSecretsLogged(t, h)
+}
+
+// TestE2ECLIClientCredentials: an operator stores the credential with
+// `connector-host oauth client-credentials stoa` (the secret from the
+// environment); a host on the same data directory then serves calls with
+// the credential_id on the stored token — one token request in all.
+func TestE2ECLIClientCredentials(t *testing.T) {
+	t.Parallel()
+	srv := startEmu(t)
+	hostBin := harness.Build(t, "./cmd/connector-host", "connector-host")
+	pluginBin := harness.Build(t, "./plugins/stoa", "connector-stoa")
+	dir := t.TempDir()
+	plugins := filepath.Join(dir, "plugins")
+	if err := os.Mkdir(plugins, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(pluginBin, filepath.Join(plugins, "connector-stoa")); err != nil {
+		t.Fatal(err)
+	}
+	dataDir := filepath.Join(dir, "data")
+	settings := map[string]any{"auth_base_url": srv.AuthURL(), "api_base_url": srv.APIURL(), "timeout_s": 10}
+	cfg, err := yaml.Marshal(map[string]any{
+		"plugins_dir": plugins, "data_dir": dataDir,
+		"connectors": map[string]any{"stoa": map[string]any{
+			"settings": settings,
+			"oauth":    map[string]any{"token_url": srv.AuthURL() + "/oauth/token/"},
+		}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgFile := filepath.Join(dir, "connector-host.yaml")
+	if err := os.WriteFile(cfgFile, cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(hostBin, "oauth", "client-credentials", "stoa", "--config", cfgFile,
+		"--credential-id", "ops", "--client-id", clientID, "--client-secret-env", "STOA_TEST_CLIENT_SECRET")
+	cmd.Env = append(os.Environ(), "STOA_TEST_CLIENT_SECRET="+clientSecret)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `Stored credential "ops" for stoa`) {
+		t.Fatalf("oauth client-credentials: %v\n%s", err, out)
+	}
+	if strings.Contains(string(out), clientSecret) {
+		t.Errorf("the CLI printed the client secret:\n%s", out)
+	}
+	if st := srv.Stats(); st.TokenRequests != 1 || st.FailedTokenRequests != 0 {
+		t.Fatalf("after the CLI: %+v, want one token request", st)
+	}
+	h := harness.StartHost(t, []harness.Plugin{{Path: pluginBin}}, func(c *config.Config) {
+		c.DataDir = dataDir
+		c.Connectors["stoa"] = config.Connector{Settings: settings, OAuth: config.OAuthURLs{TokenURL: srv.AuthURL() + "/oauth/token/"}}
+	})
+	for range 3 {
+		if ids, _ := success(t, withCredential(t, h, "order", "ops", exampleOrder()))["order_ids"].([]any); len(ids) != 20 {
+			t.Fatalf("order with the CLI's credential: %v", ids)
+		}
+	}
+	if st := srv.Stats(); st.TokenRequests != 1 || st.Logins != 0 || st.Unauthorized != 0 {
+		t.Fatalf("after 3 calls: %+v, want the stored token used (one token request in all)", st)
 	}
 	noSecretsLogged(t, h)
 }
