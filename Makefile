@@ -90,6 +90,7 @@ conformance: build
 bench: build benchbins
 	$(BIN)/bench/hostbench -minimal $(BIN)/bench/connector-minimal
 	$(GO) run ./plugins/astarte/cmd/astarte-hostbench -host $(BIN)/connector-host -plugin $(BIN)/plugins/connector-astarte
+	$(GO) run ./plugins/astarte/cmd/msghub-hostbench -host $(BIN)/connector-host -plugin $(BIN)/plugins/connector-astarte
 	$(GO) run ./testkit/emulators/stoa/cmd/stoa-bench -host $(BIN)/connector-host -plugin $(BIN)/plugins/connector-stoa
 
 ## run: build, start the local emulators and the host with every plugin
