@@ -152,7 +152,7 @@ func Start(opts Options) (*Hub, error) {
 func checkLoopback(addr string) error {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("msghubemu: address %q: %v", addr, err)
+		return fmt.Errorf("msghubemu: address %q: %w", addr, err)
 	}
 	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
 		return fmt.Errorf("msghubemu: address %q is not a loopback address", addr)

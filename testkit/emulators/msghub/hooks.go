@@ -14,7 +14,7 @@ import (
 func (h *Hub) node(nodeID string) (*node, error) {
 	id, err := uuid.Parse(nodeID)
 	if err != nil {
-		return nil, fmt.Errorf("msghubemu: node id %q: %v", nodeID, err)
+		return nil, fmt.Errorf("msghubemu: node id %q: %w", nodeID, err)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -59,7 +59,7 @@ func (h *Hub) Push(nodeID string, d Data) error {
 	}
 	m, err := h.w.encode(d)
 	if err != nil {
-		return fmt.Errorf("msghubemu: %v", err)
+		return fmt.Errorf("msghubemu: %w", err)
 	}
 	return h.push(n, h.w.messageEvent(m))
 }
@@ -111,7 +111,7 @@ func (h *Hub) Encode(d Data) (proto.Message, error) {
 // replayed to nodes attaching later.
 func (h *Hub) SetServerProperty(iface, path string, value any) error {
 	if _, err := TypeOf(value); err != nil {
-		return fmt.Errorf("msghubemu: %v", err)
+		return fmt.Errorf("msghubemu: %w", err)
 	}
 	kind := KindIndividual
 	if h.w.protocol == Protocol08 {
@@ -137,7 +137,7 @@ func (h *Hub) UnsetServerProperty(iface, path string) error {
 func (h *Hub) broadcast(d Data) error {
 	m, err := h.w.encode(d)
 	if err != nil {
-		return fmt.Errorf("msghubemu: %v", err)
+		return fmt.Errorf("msghubemu: %w", err)
 	}
 	h.mu.Lock()
 	var targets []*node

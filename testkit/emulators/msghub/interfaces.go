@@ -37,7 +37,7 @@ var astarteTypes = map[string]bool{
 func parseInterface(doc string) (*iface, error) {
 	var i iface
 	if err := json.Unmarshal([]byte(doc), &i); err != nil {
-		return nil, fmt.Errorf("interface is not valid JSON: %v", err)
+		return nil, fmt.Errorf("interface is not valid JSON: %w", err)
 	}
 	switch {
 	case i.Name == "":

@@ -543,7 +543,7 @@ func (h *Hub) storedProperties(keep func(k propKey, server bool) bool) proto.Mes
 		pm := p.Message()
 		pm.Set(field(pm, "interface_name"), protoreflect.ValueOfString(e.k.iface))
 		pm.Set(field(pm, "path"), protoreflect.ValueOfString(e.k.path))
-		pm.Set(field(pm, "version_major"), protoreflect.ValueOfInt32(int32(majors[e.k.iface])))
+		pm.Set(field(pm, "version_major"), protoreflect.ValueOfInt32(int32(majors[e.k.iface]))) //nolint:gosec // a small version number
 		own := protoreflect.EnumNumber(0)
 		if e.server {
 			own = 1

@@ -124,7 +124,7 @@ func field(m protoreflect.Message, name protoreflect.Name) protoreflect.FieldDes
 func setTimestamp(m protoreflect.Message, t time.Time) {
 	f := m.Descriptor().Fields()
 	m.Set(f.ByNumber(1), protoreflect.ValueOfInt64(t.Unix()))
-	m.Set(f.ByNumber(2), protoreflect.ValueOfInt32(int32(t.Nanosecond())))
+	m.Set(f.ByNumber(2), protoreflect.ValueOfInt32(int32(t.Nanosecond()))) //nolint:gosec // below 1e9
 }
 
 func getTimestamp(m protoreflect.Message) (time.Time, error) {
@@ -247,7 +247,7 @@ func getValue(u protoreflect.Message) (string, any, error) {
 	case "double":
 		return t, v.Float(), nil
 	case "integer":
-		return t, int32(v.Int()), nil
+		return t, int32(v.Int()), nil //nolint:gosec // an int32 field
 	case "boolean":
 		return t, v.Bool(), nil
 	case "longinteger":
@@ -272,7 +272,7 @@ func getValue(u protoreflect.Message) (string, any, error) {
 	case "integerarray":
 		out := make([]int32, n)
 		for k := range out {
-			out[k] = int32(list.Get(k).Int())
+			out[k] = int32(list.Get(k).Int()) //nolint:gosec // an int32 field
 		}
 		return t, out, nil
 	case "booleanarray":
@@ -304,20 +304,12 @@ func getValue(u protoreflect.Message) (string, any, error) {
 		for k := range out {
 			ts, err := getTimestamp(list.Get(k).Message())
 			if err != nil {
-				return t, nil, fmt.Errorf("item %d: %v", k, err)
+				return t, nil, fmt.Errorf("item %d: %w", k, err)
 			}
 			out[k] = ts
 		}
 		return t, out, nil
 	}
-}
-
-// unionName is the value union message of the version.
-func (w *wire) unionName() protoreflect.Name {
-	if w.protocol == Protocol07 {
-		return "AstarteDataTypeIndividual"
-	}
-	return "AstarteData"
 }
 
 // encode builds an AstarteMessage from d.
@@ -334,7 +326,7 @@ func (w *wire) encode(d Data) (protoreflect.Message, error) {
 		for _, k := range keys {
 			v := mp.NewValue()
 			if err := putValue(v.Message(), d.Object[k]); err != nil {
-				return fmt.Errorf("object key %q: %v", k, err)
+				return fmt.Errorf("object key %q: %w", k, err)
 			}
 			mp.Set(protoreflect.ValueOfString(k).MapKey(), v)
 		}
@@ -420,7 +412,7 @@ func (w *wire) decode(m protoreflect.Message) (Data, error) {
 			var t string
 			var val any
 			if t, val, err = getValue(v.Message()); err != nil {
-				err = fmt.Errorf("object key %q: %v", k.String(), err)
+				err = fmt.Errorf("object key %q: %w", k.String(), err)
 				return false
 			}
 			d.Object[k.String()], d.ObjectTypes[k.String()] = val, t

@@ -353,7 +353,7 @@ func newLibDevice(ctx context.Context, hub *msghubemu.Hub, dir string) (*libDevi
 	}
 	d, err := device.New(ctx, device.Config{DeviceID: id, Realm: "bench", Store: st})
 	if err != nil {
-		st.Close()
+		_ = st.Close()
 		return nil, err
 	}
 	l := &libDevice{d: d, st: st}
@@ -392,7 +392,7 @@ func (l *libDevice) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_ = l.d.Close(ctx)
-	l.st.Close()
+	_ = l.st.Close()
 }
 
 // rawClient is a plain Go gRPC client: one channel, a node of its own

@@ -29,7 +29,7 @@ const metaNodeID = "msghub_node_id"
 func parseNodeID(s string) (string, error) {
 	id, err := uuid.Parse(s)
 	if err != nil {
-		return "", fmt.Errorf("not a UUID: %v", err)
+		return "", fmt.Errorf("not a UUID: %w", err)
 	}
 	if id == uuid.Nil {
 		return "", errors.New("the nil UUID is not a node id")

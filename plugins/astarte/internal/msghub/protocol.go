@@ -144,12 +144,12 @@ type outgoing struct {
 
 func setTimestamp(m protoreflect.Message, t time.Time) {
 	if ts, ok := m.Interface().(*timestamppb.Timestamp); ok {
-		ts.Seconds, ts.Nanos = t.Unix(), int32(t.Nanosecond())
+		ts.Seconds, ts.Nanos = t.Unix(), int32(t.Nanosecond()) //nolint:gosec // below 1e9
 		return
 	}
 	f := m.Descriptor().Fields()
 	m.Set(f.ByNumber(1), protoreflect.ValueOfInt64(t.Unix()))
-	m.Set(f.ByNumber(2), protoreflect.ValueOfInt32(int32(t.Nanosecond())))
+	m.Set(f.ByNumber(2), protoreflect.ValueOfInt32(int32(t.Nanosecond()))) //nolint:gosec // below 1e9
 }
 
 func getTimestamp(m protoreflect.Message) (time.Time, error) {
@@ -279,7 +279,7 @@ func getValue(u protoreflect.Message) (interfaces.MappingType, any, error) {
 	case interfaces.Double:
 		return t, v.Float(), nil
 	case interfaces.Integer:
-		return t, int32(v.Int()), nil
+		return t, int32(v.Int()), nil //nolint:gosec // an int32 field
 	case interfaces.Boolean:
 		return t, v.Bool(), nil
 	case interfaces.LongInteger:
@@ -304,7 +304,7 @@ func getValue(u protoreflect.Message) (interfaces.MappingType, any, error) {
 	case interfaces.IntegerArray:
 		out := make([]int32, n)
 		for k := range out {
-			out[k] = int32(list.Get(k).Int())
+			out[k] = int32(list.Get(k).Int()) //nolint:gosec // an int32 field
 		}
 		return t, out, nil
 	case interfaces.BooleanArray:
@@ -336,7 +336,7 @@ func getValue(u protoreflect.Message) (interfaces.MappingType, any, error) {
 		for k := range out {
 			ts, err := getTimestamp(list.Get(k).Message())
 			if err != nil {
-				return t, nil, fmt.Errorf("item %d: %v", k, err)
+				return t, nil, fmt.Errorf("item %d: %w", k, err)
 			}
 			out[k] = ts
 		}

@@ -79,7 +79,7 @@ type Transport struct {
 func CheckAddress(addr string) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("address %q: want host:port: %v", addr, err)
+		return fmt.Errorf("address %q: want host:port: %w", addr, err)
 	}
 	if host == "" {
 		return fmt.Errorf("address %q has no host", addr)
@@ -189,7 +189,7 @@ func (t *Transport) Connect(ctx context.Context, s transport.Session) (transport
 	}
 	c.stream = st
 	t.log.Debug("attached", "interfaces", s.Introspection.Len())
-	go c.read()
+	go c.read() //nolint:gosec // the stream outlives the Connect call: it ends with the conn
 	if err := c.resync(ctx, s.DeviceProperties); err != nil {
 		_ = c.Close(context.WithoutCancel(ctx))
 		return nil, err
@@ -204,7 +204,7 @@ func (t *Transport) attach(ctx context.Context, cc *grpc.ClientConn, node proto.
 	if err != nil {
 		return nil, err
 	}
-	if err := st.SendMsg(node); err != nil && err != io.EOF {
+	if err := st.SendMsg(node); err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
 	if err := st.CloseSend(); err != nil {
@@ -217,7 +217,7 @@ func (t *Transport) attach(ctx context.Context, cc *grpc.ClientConn, node proto.
 	if md == nil {
 		// Ended without headers: the status says why.
 		err := st.RecvMsg(t.l.event.New().Interface())
-		if err == nil || err == io.EOF {
+		if err == nil || errors.Is(err, io.EOF) {
 			err = status.Error(codes.Unavailable, "the hub ended the attach stream without answering")
 		}
 		return nil, err
@@ -271,7 +271,12 @@ func (c *conn) lost(err error) {
 		c.errMu.Unlock()
 		c.cancel()
 		close(c.done)
-		c.t.log.Info("attachment lost", "error", err)
+		// The device does not Close a lost connection: give the channel
+		// back now (calls still in flight fail as disconnected).
+		c.releaseConn()
+		if err != nil {
+			c.t.log.Info("attachment lost", "error", err)
+		}
 	})
 }
 
@@ -398,7 +403,7 @@ func (c *conn) Send(ctx context.Context, msgs []*transport.Message) (int, error)
 	for k, m := range msgs {
 		select {
 		case <-c.done:
-			return k, fmt.Errorf("msghub: send: %w (%v)", transport.ErrDisconnected, c.Err())
+			return k, fmt.Errorf("msghub: send: %w (%w)", transport.ErrDisconnected, c.Err())
 		default:
 		}
 		o, err := outgoingOf(m)
@@ -414,7 +419,7 @@ func (c *conn) Send(ctx context.Context, msgs []*transport.Message) (int, error)
 				continue
 			}
 		}
-		return k, fmt.Errorf("msghub: interface %q path %q: %v: %w", m.Interface.Name, m.Path, err, transport.ErrRejected)
+		return k, fmt.Errorf("msghub: interface %q path %q: %w: %w", m.Interface.Name, m.Path, err, transport.ErrRejected)
 	}
 	return len(msgs), nil
 }
@@ -471,7 +476,7 @@ func (c *conn) read() {
 			if c.closing.Load() {
 				return
 			}
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				c.lost(fmt.Errorf("msghub: the hub ended the attach stream: %w", transport.ErrDisconnected))
 			} else {
 				c.lost(fmt.Errorf("msghub: attach stream: %s: %w", status.Convert(err).Message(), transport.ErrDisconnected))
@@ -498,7 +503,7 @@ func (c *conn) read() {
 		default:
 			in, err := c.t.l.decode(ev.Get(fd).Message())
 			if err != nil {
-				c.handler.Dropped(fmt.Errorf("msghub: interface %q path %q: %v", in.iface, in.path, err))
+				c.handler.Dropped(fmt.Errorf("msghub: interface %q path %q: %w", in.iface, in.path, err))
 				continue
 			}
 			c.inbound(ctx, in)

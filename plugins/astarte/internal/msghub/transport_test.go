@@ -509,3 +509,58 @@ func TestConnectFailures(t *testing.T) {
 		t.Fatalf("defaults %+v %v", tr, err)
 	}
 }
+
+// A shared pool keeps one channel per hub while attachments use it, and
+// closes it when the last one ends, lost or closed.
+func TestPoolSharesAndReleasesChannels(t *testing.T) {
+	t.Parallel()
+	h := startHub(t, msghubemu.Protocol07)
+	pool := NewPool()
+	in := parse(t, devData)
+	ctx := within(t, 20*time.Second)
+	var conns []transport.Conn
+	ids := []uuid.UUID{uuid.New(), uuid.New()}
+	for _, id := range ids {
+		tr, err := New(Config{Address: h.Addr(), NodeID: id, Pool: pool})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := tr.Connect(ctx, transport.Session{Introspection: in, Handler: newRecorder()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	refs := func() int {
+		pool.mu.Lock()
+		defer pool.mu.Unlock()
+		if pc := pool.conns[h.Addr()]; pc != nil {
+			return pc.refs
+		}
+		return 0
+	}
+	pool.mu.Lock()
+	n := len(pool.conns)
+	pool.mu.Unlock()
+	if n != 1 || refs() != 2 {
+		t.Fatalf("pool %v refs %d", pool.conns, refs())
+	}
+	// Lost (the device does not Close it): released.
+	if err := h.EndStream(ids[0].String(), codes.Unavailable, "bye"); err != nil {
+		t.Fatal(err)
+	}
+	<-conns[0].Done()
+	if refs() != 1 {
+		t.Fatalf("refs after a loss %d", refs())
+	}
+	_ = conns[0].Close(ctx) // no double release
+	if refs() != 1 {
+		t.Fatalf("refs after closing a lost conn %d", refs())
+	}
+	if err := conns[1].Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if refs() != 0 || len(pool.conns) != 0 {
+		t.Fatalf("pool after the last close %v", pool.conns)
+	}
+}
