@@ -5,6 +5,7 @@ import (
 
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/proto"
 )
 
 // safeCodec is grpc's proto codec with decoding panics turned into errors:
@@ -20,4 +21,14 @@ func (c safeCodec) Unmarshal(data mem.BufferSlice, v any) (err error) {
 		}
 	}()
 	return c.CodecV2.Unmarshal(data, v)
+}
+
+// unmarshal is proto.Unmarshal with the same protection.
+func (safeCodec) unmarshal(b []byte, m proto.Message) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("malformed message: %v", r)
+		}
+	}()
+	return proto.Unmarshal(b, m)
 }
