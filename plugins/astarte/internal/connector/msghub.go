@@ -82,8 +82,21 @@ func (p *plugin) connectHub(ctx context.Context, c *cfg, id string, hub *hubTarg
 }
 
 // nodeID returns the node id to use: the one given (saved for later), the
-// saved one, or a new random one (saved).
+// saved one, or a new random one (saved). A node id belongs to one device:
+// two devices attaching with the same id would take the attachment from
+// each other forever.
 func (p *plugin) nodeID(ctx context.Context, deviceID, given string) (string, error) {
+	if given != "" {
+		all, err := p.store.DevicesWithMeta(ctx, metaNodeID)
+		if err != nil {
+			return "", err
+		}
+		for other, id := range all {
+			if other != deviceID && id == given {
+				return "", sdk.Errorf(sdk.Conflict, "request.node_id: %s is the node id of device %s", given, other)
+			}
+		}
+	}
 	if given == "" {
 		saved, ok, err := p.store.Meta(ctx, deviceID, metaNodeID)
 		if err != nil {

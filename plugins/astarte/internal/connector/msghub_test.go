@@ -116,6 +116,10 @@ func TestMessageHubConnectNodeIDShutdownResume(t *testing.T) {
 			t.Fatalf("call %+v", c)
 		}
 	}
+	// Another device cannot take that node id.
+	id2 := h.ok("generate_device_id", map[string]any{})["device_id"].(string)
+	h.ok("add_interface", map[string]any{"device_id": id2, "interface": obj(hubData)})
+	h.fail("connect", map[string]any{"device_id": id2, "transport": "grpc", "msghub_address": hub.Addr(), "node_id": other}, "conflict", "node id of device "+id)
 }
 
 func TestMessageHubStatusCodes(t *testing.T) {
