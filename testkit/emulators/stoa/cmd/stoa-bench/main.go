@@ -527,7 +527,7 @@ func format(o options, rs []sizeResult) string {
 			mib(r.hostHWM), mib(r.pluginHWM), mib(r.hostHWM+r.pluginHWM), mib(r.peakSum))
 	}
 	b.WriteString("\nCPU seconds per million rows (user + system, all runs; the baseline is one goroutine):\n\n")
-	b.WriteString("| objects | plugin | host | bench client + emulator | total | arrow-go decode | fetch wall clock |\n|---|---|---|---|---|---|---|\n")
+	b.WriteString("| objects | plugin | host | bench client + emulator | total | arrow-go decode | fetch wall clock per 1M rows |\n|---|---|---|---|---|---|---|\n")
 	for _, r := range rs {
 		per := float64(o.runs) * float64(r.rows) / 1e6
 		fmt.Fprintf(&b, "| %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f s |\n", r.objects, r.pluginCPU/per, r.hostCPU/per, r.selfCPU/per,
