@@ -102,7 +102,7 @@ func writeObject(w io.Writer, seed uint64, firstID int64, rows, rowGroupRows int
 		return fmt.Errorf("stoaemu: parquet writer: %w", err)
 	}
 	g := &generator{
-		rng:    rand.New(rand.NewPCG(seed, uint64(firstID))),
+		rng:    rand.New(rand.NewPCG(seed, uint64(firstID))), //nolint:gosec // deterministic test data, not a secret
 		bldr:   array.NewRecordBuilder(memory.DefaultAllocator, objectSchema),
 		nextID: firstID,
 	}
@@ -147,17 +147,17 @@ func (g *generator) appendRow() {
 	if b := next().(*array.Int8Builder); g.null(8) {
 		b.AppendNull()
 	} else {
-		b.Append(pick(g, int8(math.MinInt8), int8(math.MaxInt8), int8(g.rng.Uint32())))
+		b.Append(pick(g, int8(math.MinInt8), int8(math.MaxInt8), int8(g.rng.Uint32()))) //nolint:gosec // random bits truncated on purpose
 	}
 	if b := next().(*array.Int16Builder); g.null(8) {
 		b.AppendNull()
 	} else {
-		b.Append(pick(g, int16(math.MinInt16), int16(math.MaxInt16), int16(g.rng.Uint32())))
+		b.Append(pick(g, int16(math.MinInt16), int16(math.MaxInt16), int16(g.rng.Uint32()))) //nolint:gosec // random bits truncated on purpose
 	}
 	if b := next().(*array.Int32Builder); g.null(8) {
 		b.AppendNull()
 	} else {
-		b.Append(pick(g, int32(math.MinInt32), int32(math.MaxInt32), int32(g.rng.Uint32())))
+		b.Append(pick(g, int32(math.MinInt32), int32(math.MaxInt32), int32(g.rng.Uint32()))) //nolint:gosec // random bits truncated on purpose
 	}
 	if b := next().(*array.Int64Builder); g.null(8) {
 		b.AppendNull()
@@ -167,12 +167,12 @@ func (g *generator) appendRow() {
 	if b := next().(*array.Uint8Builder); g.null(8) {
 		b.AppendNull()
 	} else {
-		b.Append(pick(g, 0, math.MaxUint8, uint8(g.rng.Uint32())))
+		b.Append(pick(g, 0, math.MaxUint8, uint8(g.rng.Uint32()))) //nolint:gosec // random bits truncated on purpose
 	}
 	if b := next().(*array.Uint16Builder); g.null(8) {
 		b.AppendNull()
 	} else {
-		b.Append(pick(g, 0, math.MaxUint16, uint16(g.rng.Uint32())))
+		b.Append(pick(g, 0, math.MaxUint16, uint16(g.rng.Uint32()))) //nolint:gosec // random bits truncated on purpose
 	}
 	if b := next().(*array.Uint32Builder); g.null(8) {
 		b.AppendNull()
@@ -218,12 +218,12 @@ func (g *generator) appendRow() {
 		b.AppendNull()
 	} else {
 		// 1700-01-01 .. 2199-12-31, both sides of the epoch.
-		b.Append(arrow.Date32(g.rng.IntN(182_622) - 98_627))
+		b.Append(arrow.Date32(g.rng.IntN(182_622) - 98_627)) //nolint:gosec // in range
 	}
 	if b := next().(*array.Time32Builder); g.null(10) {
 		b.AppendNull()
 	} else {
-		b.Append(arrow.Time32(g.rng.IntN(86_400_000)))
+		b.Append(arrow.Time32(g.rng.IntN(86_400_000))) //nolint:gosec // below 86,400,000
 	}
 	if b := next().(*array.TimestampBuilder); g.null(10) {
 		b.AppendNull()
@@ -287,7 +287,7 @@ func (g *generator) int64Value() int64 {
 	case 6, 7, 8:
 		return g.rng.Int64N(2_000_000) - 1_000_000
 	}
-	return int64(g.rng.Uint64())
+	return int64(g.rng.Uint64()) //nolint:gosec // random bits reinterpreted on purpose
 }
 
 func (g *generator) uint64Value() uint64 {
@@ -356,7 +356,7 @@ func (g *generator) textValue() string {
 func (g *generator) bytes(n int) []byte {
 	b := make([]byte, n)
 	for i := range b {
-		b[i] = byte(g.rng.Uint32())
+		b[i] = byte(g.rng.Uint32()) //nolint:gosec // random bits truncated on purpose
 	}
 	return b
 }
@@ -388,7 +388,7 @@ func (g *generator) appendTags(b *array.ListBuilder) {
 		if g.null(7) {
 			vb.AppendNull()
 		} else {
-			vb.Append(int32(g.rng.Uint32()))
+			vb.Append(int32(g.rng.Uint32())) //nolint:gosec // random bits truncated on purpose
 		}
 	}
 }
@@ -474,7 +474,7 @@ func (g *generator) appendAttrs(b *array.MapBuilder) {
 		if g.null(6) {
 			ib.AppendNull()
 		} else {
-			ib.Append(int32(g.rng.Uint32()))
+			ib.Append(int32(g.rng.Uint32())) //nolint:gosec // random bits truncated on purpose
 		}
 	}
 }

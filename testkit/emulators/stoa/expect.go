@@ -238,12 +238,12 @@ func CompareRow(row []byte, columns []string, want map[string]any) error {
 	for dec.More() {
 		k, err := dec.Token()
 		if err != nil {
-			return fmt.Errorf("row: %v", err)
+			return fmt.Errorf("row: %w", err)
 		}
 		keys = append(keys, k.(string))
 		var skip json.RawMessage
 		if err := dec.Decode(&skip); err != nil {
-			return fmt.Errorf("row: %v", err)
+			return fmt.Errorf("row: %w", err)
 		}
 	}
 	if !reflect.DeepEqual(keys, columns) {

@@ -282,7 +282,7 @@ func (s *Server) Object(key string) ([]byte, error) {
 	v, err, _ := s.gen.Do(key, func() (any, error) {
 		p := s.opts.Products[ref.product]
 		var buf bytesBuffer
-		seed := uint64(ref.product+1) * 0x9E3779B97F4A7C15
+		seed := uint64(ref.product+1) * 0x9E3779B97F4A7C15 //nolint:gosec // a small non-negative index
 		if err := writeObject(&buf, seed, int64(ref.index)*int64(p.RowsPerObject), p.RowsPerObject, p.RowGroupRows); err != nil {
 			return nil, err
 		}

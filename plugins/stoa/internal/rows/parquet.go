@@ -46,19 +46,19 @@ func Open(r Source) (obj *Object, err error) {
 	props.BufferSize = 64 << 10
 	pf, err := file.NewParquetReader(noCloser{r}, file.WithReadProps(props))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	if err := checkChunks(pf, r); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	dropUnsafeStoredSchema(pf.MetaData().KeyValueMetadata())
 	fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{BatchSize: DefaultBatchRows}, memory.DefaultAllocator)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	schema, err := fr.Schema()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	return &Object{pf: pf, fr: fr, schema: schema}, nil
 }
@@ -206,7 +206,7 @@ func (o *Object) readRowGroup(ctx context.Context, p *Projection, rg int, fn fun
 	}()
 	if err != nil {
 		if !errors.Is(err, ErrCorrupt) {
-			err = fmt.Errorf("%w: row group %d: %v", ErrCorrupt, rg, err)
+			err = fmt.Errorf("%w: row group %d: %w", ErrCorrupt, rg, err)
 		}
 		return err
 	}
@@ -214,13 +214,13 @@ func (o *Object) readRowGroup(ctx context.Context, p *Projection, rg int, fn fun
 	for {
 		rec, ok, nerr := next(rr)
 		if nerr != nil {
-			return fmt.Errorf("%w: row group %d: %v", ErrCorrupt, rg, nerr)
+			return fmt.Errorf("%w: row group %d: %w", ErrCorrupt, rg, nerr)
 		}
 		if !ok {
 			return nil
 		}
 		if err := validateRecord(rec); err != nil {
-			return fmt.Errorf("%w: row group %d: %v", ErrCorrupt, rg, err)
+			return fmt.Errorf("%w: row group %d: %w", ErrCorrupt, rg, err)
 		}
 		if err := fn(rec); err != nil {
 			return err
@@ -267,7 +267,7 @@ func checkChunks(pf *file.Reader, r io.Seeker) error {
 		for c := range ncols {
 			cc, err := rgm.ColumnChunk(c)
 			if err != nil {
-				return fmt.Errorf("row group %d column %d: %v", rg, c, err)
+				return fmt.Errorf("row group %d column %d: %w", rg, c, err)
 			}
 			start, n := cc.DataPageOffset(), cc.TotalCompressedSize()
 			if cc.HasDictionaryPage() && cc.DictionaryPageOffset() > 0 && start > cc.DictionaryPageOffset() {

@@ -53,7 +53,7 @@ func storedSchemaSound(b64 string) bool {
 	if len(raw) < off+4 {
 		return false
 	}
-	n := int(int32(binary.LittleEndian.Uint32(raw[off:])))
+	n := int(int32(binary.LittleEndian.Uint32(raw[off:]))) //nolint:gosec // a signed length; negative ones are refused below
 	off += 4
 	if n <= 0 || n > len(raw)-off {
 		return false
@@ -75,7 +75,7 @@ func storedSchemaSound(b64 string) bool {
 		if p+8 > len(fb) {
 			return false
 		}
-		body := int64(binary.LittleEndian.Uint64(fb[p:]))
+		body := int64(binary.LittleEndian.Uint64(fb[p:])) //nolint:gosec // a huge value turns negative and is refused below
 		if body < 0 || body > int64(len(raw)-off-n) {
 			return false
 		}
@@ -114,7 +114,7 @@ func (f flatbuf) tableOK(t int) bool {
 	if !ok {
 		return false
 	}
-	vt := t - int(int32(so))
+	vt := t - int(int32(so)) //nolint:gosec // flatbuffers soffset: the uint32 bits are a signed offset
 	size, ok := f.u16(vt)
 	return ok && size >= 4 && vt+size <= len(f)
 }
@@ -122,7 +122,7 @@ func (f flatbuf) tableOK(t int) bool {
 // field is the absolute position of field i of table t, 0 when absent.
 func (f flatbuf) field(t, i int) (int, bool) {
 	so, _ := f.u32(t)
-	vt := t - int(int32(so))
+	vt := t - int(int32(so)) //nolint:gosec // flatbuffers soffset: the uint32 bits are a signed offset
 	size, _ := f.u16(vt)
 	if 4+2*i+2 > size {
 		return 0, true

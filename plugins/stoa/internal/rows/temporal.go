@@ -145,7 +145,7 @@ func appendTimeOfDay(dst []byte, v int64, u arrow.TimeUnit) []byte {
 
 // appendDecimal128 appends a decimal128 as a quoted exact decimal string.
 func appendDecimal128(dst []byte, n decimal.Decimal128, scale int32) []byte {
-	hi, lo := uint64(n.HighBits()), n.LowBits()
+	hi, lo := uint64(n.HighBits()), n.LowBits() //nolint:gosec // the two's complement bits, negated below
 	neg := n.HighBits() < 0
 	if neg { // two's complement negation of the 128-bit value
 		lo = ^lo + 1
@@ -161,7 +161,7 @@ func appendDecimal128(dst []byte, n decimal.Decimal128, scale int32) []byte {
 // appendDecimalInt appends an int64-backed decimal (decimal32/64).
 func appendDecimalInt(dst []byte, v int64, scale int32) []byte {
 	var buf [20]byte
-	mag := uint64(v)
+	mag := uint64(v) //nolint:gosec // the two's complement bits, negated below when v < 0
 	if v < 0 {
 		mag = -mag
 	}

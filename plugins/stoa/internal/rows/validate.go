@@ -21,10 +21,10 @@ func validateRecord(rec arrow.RecordBatch) (err error) {
 			return fmt.Errorf("column %d has %d values for %d rows", i, col.Len(), rec.NumRows())
 		}
 		if err := array.Validate(col); err != nil {
-			return fmt.Errorf("column %d: %v", i, err)
+			return fmt.Errorf("column %d: %w", i, err)
 		}
 		if err := checkArray(col); err != nil {
-			return fmt.Errorf("column %d: %v", i, err)
+			return fmt.Errorf("column %d: %w", i, err)
 		}
 	}
 	return nil

@@ -290,7 +290,7 @@ func (c *Client) login(ctx context.Context) (string, error) {
 		if err != nil {
 			return err
 		}
-		defer resp.Body.Close()
+		defer func() { _ = resp.Body.Close() }()
 		switch {
 		case resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
 			ce := statusError(what, resp)
@@ -332,7 +332,7 @@ func (c *Client) getJSON(ctx context.Context, path string, q url.Values, what st
 			if err != nil {
 				return err
 			}
-			defer resp.Body.Close()
+			defer func() { _ = resp.Body.Close() }()
 			if resp.StatusCode != http.StatusOK {
 				return statusError(what, resp)
 			}
@@ -487,7 +487,7 @@ func (c *Client) roundTrip(ctx context.Context, req *http.Request, what string) 
 			cancel(nil)
 			return nil, ctx.Err()
 		}
-		if context.Cause(rctx) == errIdleTimeout {
+		if errors.Is(context.Cause(rctx), errIdleTimeout) {
 			err = errIdleTimeout
 		}
 		cancel(nil)
@@ -511,7 +511,7 @@ func (b *idleBody) Read(p []byte) (int, error) {
 	if n > 0 {
 		b.timer.Reset(b.d)
 	}
-	if err != nil && err != io.EOF && context.Cause(b.ctx) == errIdleTimeout {
+	if err != nil && !errors.Is(err, io.EOF) && errors.Is(context.Cause(b.ctx), errIdleTimeout) {
 		err = errIdleTimeout
 	}
 	return n, err
@@ -592,7 +592,7 @@ func (c *Client) backoff(attempt int, retryAfter time.Duration) time.Duration {
 	if d <= 0 || d > c.retry.MaxDelay {
 		d = c.retry.MaxDelay
 	}
-	return d/2 + rand.N(d/2+1)
+	return d/2 + rand.N(d/2+1) //nolint:gosec // retry jitter, not a secret
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

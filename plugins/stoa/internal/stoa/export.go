@@ -93,7 +93,7 @@ func (c *Client) Export(ctx context.Context, req ExportRequest, dataDir string) 
 	if err != nil {
 		return nil, sdk.Errorf(sdk.InternalError, "export: opening the data dir: %v", err)
 	}
-	defer root.Close()
+	defer func() { _ = root.Close() }()
 	if dir := filepath.Dir(rel); dir != "." {
 		if err := root.MkdirAll(dir, 0o700); err != nil {
 			return nil, pathError(err)

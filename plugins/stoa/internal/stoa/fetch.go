@@ -157,7 +157,7 @@ func checkFetch(req FetchRequest) (FetchRequest, error) {
 			return req, err
 		}
 	} else {
-		or, err := req.OrderRequest.Normalized()
+		or, err := req.Normalized()
 		if err != nil {
 			return req, err
 		}
@@ -441,7 +441,7 @@ func (c *Client) getObject(ctx context.Context, u, what string) (*download, erro
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
 		return nil, statusError(what, resp)
 	}
@@ -457,7 +457,8 @@ func (c *Client) getObject(ctx context.Context, u, what string) (*download, erro
 			return nil, ctx.Err()
 		}
 		terr := transportError(what, err)
-		if ce, ok := terr.(*callError); ok {
+		var ce *callError
+		if errors.As(terr, &ce) {
 			ce.msg = fmt.Sprintf("%s: the transfer broke after %d bytes: %v", what, n, errors.Unwrap(ce))
 			if errors.Is(err, errIdleTimeout) {
 				ce.msg = fmt.Sprintf("%s: the transfer stalled after %d bytes for longer than timeout_s", what, n)

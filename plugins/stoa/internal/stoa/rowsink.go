@@ -1,6 +1,7 @@
 package stoa
 
 import (
+	"errors"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -113,7 +114,8 @@ func (s *rowSink) flush() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	err := s.err
-	if _, final := err.(*sinkError); !final {
+	var final *sinkError
+	if !errors.As(err, &final) {
 		s.err = nil
 	}
 	return err

@@ -76,7 +76,7 @@ func main() {
 	}
 	fmt.Print(report)
 	if o.out != "" {
-		if err := os.WriteFile(o.out, []byte(report), 0o644); err != nil {
+		if err := os.WriteFile(o.out, []byte(report), 0o600); err != nil {
 			fmt.Fprintln(os.Stderr, "stoa-bench:", err)
 			os.Exit(1)
 		}
@@ -294,7 +294,7 @@ func fetch(url string, body []byte) (rows, n int64, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/x-ndjson") {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		return 0, 0, fmt.Errorf("HTTP %d %s: %s", resp.StatusCode, resp.Header.Get("Content-Type"), b)
@@ -339,10 +339,11 @@ func fetch(url string, body []byte) (rows, n int64, err error) {
 
 // host is a running `connector-host serve`.
 type host struct {
-	cmd  *exec.Cmd
-	url  string
-	dir  string
-	done chan error
+	cmd     *exec.Cmd
+	url     string
+	dir     string
+	done    chan struct{} // closed when the process has exited
+	waitErr error         // its exit status, once done is closed
 }
 
 func startHost(o options, srv *stoaemu.Server) (*host, error) {
@@ -351,7 +352,7 @@ func startHost(o options, srv *stoaemu.Server) (*host, error) {
 		return nil, err
 	}
 	plugins := filepath.Join(dir, "plugins")
-	if err := os.Mkdir(plugins, 0o755); err != nil {
+	if err := os.Mkdir(plugins, 0o700); err != nil {
 		return nil, err
 	}
 	abs, err := filepath.Abs(o.plugin)
@@ -381,24 +382,27 @@ func startHost(o options, srv *stoaemu.Server) (*host, error) {
 	if err := os.WriteFile(cfgPath, b, 0o600); err != nil {
 		return nil, err
 	}
-	h := &host{url: "http://" + addr, dir: dir, done: make(chan error, 1)}
+	h := &host{url: "http://" + addr, dir: dir, done: make(chan struct{})}
 	h.cmd = exec.Command(o.host, "serve", "--config", cfgPath)
 	h.cmd.Stdout, h.cmd.Stderr = os.Stderr, os.Stderr
 	if err := h.cmd.Start(); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err
 	}
-	go func() { h.done <- h.cmd.Wait() }()
+	go func() {
+		h.waitErr = h.cmd.Wait()
+		close(h.done)
+	}()
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
-		case err := <-h.done:
+		case <-h.done:
 			_ = os.RemoveAll(dir)
-			return nil, fmt.Errorf("connector-host exited: %v", err)
+			return nil, fmt.Errorf("connector-host exited: %w", h.waitErr)
 		default:
 		}
 		if resp, err := http.Get(h.url + "/readyz"); err == nil {
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return h, nil
 			}
@@ -426,7 +430,7 @@ func freeAddr() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }()
 	return ln.Addr().String(), nil
 }
 
