@@ -36,7 +36,7 @@ const (
 	AuthBasic                  AuthKind = "basic"
 	AuthToken                  AuthKind = "token"
 	AuthOAuth                  AuthKind = "oauth"
-	AuthOAuthClientCredentials AuthKind = "oauth_client_credentials"
+	AuthOAuthClientCredentials AuthKind = "oauth_client_credentials" //nolint:gosec // a kind name, not a credential
 	AuthJWT                    AuthKind = "jwt"
 )
 

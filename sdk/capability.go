@@ -17,7 +17,7 @@ import (
 // any other snake_case name.
 const (
 	AppInfo                        = "app_info"
-	ValidateCredentials            = "validate_credentials"
+	ValidateCredentials            = "validate_credentials" //nolint:gosec // a capability name, not a credential
 	ListAccounts                   = "list_accounts"
 	GetAccount                     = "get_account"
 	CreateAccount                  = "create_account"

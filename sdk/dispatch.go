@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"sync"
@@ -101,7 +102,8 @@ func (c *connector) prepare(call *wire.Call, streaming bool) (*prepared, *Error)
 }
 
 func asError(err error) *Error {
-	if e, ok := err.(*Error); ok {
+	var e *Error
+	if errors.As(err, &e) {
 		return e
 	}
 	return &Error{Code: BadRequest, Message: err.Error()}

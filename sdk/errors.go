@@ -150,7 +150,7 @@ func (e *Error) RaisedIn() string { return e.raisedIn }
 
 // RaisedBy is the Go type of the cause, or "sdk.Error" when there is none.
 func (e *Error) RaisedBy() string {
-	if p, ok := e.Err.(panicError); ok {
+	if p, ok := e.Err.(panicError); ok { //nolint:errorlint // the direct cause's type, as below; the SDK sets a panicError as Err itself
 		return "panic(" + typeName(p.value) + ")"
 	}
 	if e.Err != nil {

@@ -36,7 +36,7 @@ func (i *Integration) serveInbound(ctx context.Context, req *wire.InboundRequest
 	if err != nil {
 		return inboundError(http.StatusBadRequest, "bad_request", "malformed inbound request path: "+err.Error())
 	}
-	ctx = context.WithValue(ctx, inboundSettingsKey{}, json.RawMessage(req.Settings))
+	ctx = context.WithValue(ctx, inboundSettingsKey{}, req.Settings)
 	hr, err := http.NewRequestWithContext(ctx, req.Method, target, bytes.NewReader(req.Body))
 	if err != nil {
 		return inboundError(http.StatusBadRequest, "bad_request", "malformed inbound request: "+err.Error())

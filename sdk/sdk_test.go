@@ -238,7 +238,7 @@ func TestPanicBecomesUnexpectedError(t *testing.T) {
 	i.Logger = hclog.NewNullLogger()
 	Register(i, "boom", func(context.Context, Request[none]) (none, error) {
 		var m map[string]int
-		m["x"] = 1 // nil map write
+		m["x"] = 1 //nolint:staticcheck // the nil map write is the panic under test
 		return none{}, nil
 	})
 	RegisterStream(i, "boom_stream", func(_ context.Context, _ Request[none], out *Stream[int]) error {

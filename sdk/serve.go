@@ -39,7 +39,7 @@ func Serve(integ *Integration) {
 
 func run(integ *Integration, args []string, stdout, stderr io.Writer) int {
 	if err := integ.Validate(); err != nil {
-		fmt.Fprintf(stderr, "connector-%s: invalid integration:\n%v\n", integ.AppID, err)
+		_, _ = fmt.Fprintf(stderr, "connector-%s: invalid integration:\n%v\n", integ.AppID, err)
 		return 2
 	}
 	if os.Getenv(wire.Handshake.MagicCookieKey) == wire.Handshake.MagicCookieValue {
@@ -153,7 +153,7 @@ func (i *Integration) invokeTo(ctx context.Context, capability string, body []by
 	_ = c.InvokeStream(ctx, call, func(ch *wire.Chunk) error {
 		if status == 0 && len(ch.NDJSON) == 0 && ch.Err != nil {
 			status = writeError(w, i.AppID, ch.Err)
-			return nil
+			return nil //nolint:nilerr // the error chunk is the response, written above; delivering it did not fail
 		}
 		status = http.StatusOK
 		line = envelope.AppendStreamLines(line[:0], ch, i.AppID, codeStatus)
@@ -184,12 +184,12 @@ func runCLI(integ *Integration, args []string, stdout, stderr io.Writer) int {
 	if args[0] == "info" {
 		d, _ := integ.describe()
 		out, _ := json.MarshalIndent(envelope.NewInfo(d, d.Capabilities), "", "  ")
-		fmt.Fprintln(stdout, string(out))
+		_, _ = fmt.Fprintln(stdout, string(out))
 		return 0
 	}
 	name := args[0]
 	if integ.caps[name] == nil {
-		fmt.Fprintf(stderr, "connector-%s: unknown command or capability %q (see --help)\n", integ.AppID, name)
+		_, _ = fmt.Fprintf(stderr, "connector-%s: unknown command or capability %q (see --help)\n", integ.AppID, name)
 		return 2
 	}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
@@ -203,19 +203,19 @@ func runCLI(integ *Integration, args []string, stdout, stderr io.Writer) int {
 	var body []byte
 	switch {
 	case *jsonArg != "" && *jsonFile != "":
-		fmt.Fprintln(stderr, "use either --json or --json-file, not both")
+		_, _ = fmt.Fprintln(stderr, "use either --json or --json-file, not both")
 		return 2
 	case *jsonFile != "":
-		b, err := os.ReadFile(*jsonFile)
+		b, err := os.ReadFile(*jsonFile) //nolint:gosec // the path the person running the CLI passed
 		if err != nil {
-			fmt.Fprintf(stderr, "reading --json-file: %v\n", err)
+			_, _ = fmt.Fprintf(stderr, "reading --json-file: %v\n", err)
 			return 2
 		}
 		body = b
 	case *jsonArg != "":
 		body = []byte(*jsonArg)
 	default:
-		fmt.Fprintln(stderr, "missing --json or --json-file (the request envelope)")
+		_, _ = fmt.Fprintln(stderr, "missing --json or --json-file (the request envelope)")
 		return 2
 	}
 	// A person at a terminal gets logs as text on stderr.
@@ -224,12 +224,12 @@ func runCLI(integ *Integration, args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
-	var out io.Writer = stdout
+	out := stdout
 	var file *os.File
 	if *resultFile != "" {
-		f, err := os.Create(*resultFile)
+		f, err := os.Create(*resultFile) //nolint:gosec // the path the person running the CLI passed
 		if err != nil {
-			fmt.Fprintf(stderr, "creating --result-file: %v\n", err)
+			_, _ = fmt.Fprintf(stderr, "creating --result-file: %v\n", err)
 			return 2
 		}
 		file = f
@@ -238,7 +238,7 @@ func runCLI(integ *Integration, args []string, stdout, stderr io.Writer) int {
 	status := integ.invokeTo(ctx, name, body, out)
 	if file != nil {
 		if err := file.Close(); err != nil {
-			fmt.Fprintf(stderr, "writing --result-file: %v\n", err)
+			_, _ = fmt.Fprintf(stderr, "writing --result-file: %v\n", err)
 			return 1
 		}
 	}
