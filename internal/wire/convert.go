@@ -2,6 +2,7 @@ package wire
 
 import (
 	"encoding/json"
+	"math"
 
 	pb "github.com/connector-host/connector-host/proto/gen/connector/v1"
 )
@@ -128,7 +129,20 @@ func pageToProto(p *Page) *pb.Page {
 	if p == nil {
 		return nil
 	}
-	return &pb.Page{Token: p.Token, Size: int32(p.Size)}
+	return &pb.Page{Token: p.Token, Size: saturateInt32(p.Size)}
+}
+
+// saturateInt32 narrows n to the int32 of the protocol, clamping a value out
+// of its range instead of wrapping it (a huge page size stays huge rather
+// than turning negative; a huge status stays invalid).
+func saturateInt32(n int) int32 {
+	switch {
+	case n > math.MaxInt32:
+		return math.MaxInt32
+	case n < math.MinInt32:
+		return math.MinInt32
+	}
+	return int32(n)
 }
 
 func pageFromProto(p *pb.Page) *Page {
@@ -269,7 +283,7 @@ func inboundRequestFromProto(p *pb.InboundRequest) *InboundRequest {
 }
 
 func inboundResponseToProto(r *InboundResponse) *pb.InboundResponse {
-	return &pb.InboundResponse{Status: int32(r.Status), Headers: headersToProto(r.Header), Body: r.Body}
+	return &pb.InboundResponse{Status: saturateInt32(r.Status), Headers: headersToProto(r.Header), Body: r.Body}
 }
 
 func inboundResponseFromProto(p *pb.InboundResponse) *InboundResponse {

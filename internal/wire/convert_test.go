@@ -61,3 +61,18 @@ func TestCallResultChunkRoundTrip(t *testing.T) {
 		t.Fatalf("inbound: %+v", got)
 	}
 }
+
+func TestSaturateInt32(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		in   int
+		want int32
+	}{{0, 0}, {200, 200}, {-5, -5}, {1 << 31, 1<<31 - 1}, {1 << 40, 1<<31 - 1}, {-1 << 40, -1 << 31}} {
+		if got := saturateInt32(c.in); got != c.want {
+			t.Errorf("saturateInt32(%d) = %d, want %d", c.in, got, c.want)
+		}
+	}
+	if p := pageFromProto(pageToProto(&Page{Token: "t", Size: 1 << 40})); p.Size != 1<<31-1 {
+		t.Errorf("page size 1<<40 became %d", p.Size)
+	}
+}

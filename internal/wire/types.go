@@ -80,7 +80,7 @@ type AuthModel struct {
 // OAuth flow types.
 const (
 	FlowCode              = "CODE_FLOW"
-	FlowClientCredentials = "CLIENT_CREDENTIALS"
+	FlowClientCredentials = "CLIENT_CREDENTIALS" //nolint:gosec // a flow name, not a credential
 )
 
 // OAuth client authentication methods.
