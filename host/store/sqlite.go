@@ -86,7 +86,7 @@ func OpenSQLite(path string, c *Cipher) (*SQLite, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	f.Close()
+	_ = f.Close() // opened only to create the file with mode 0600; nothing was written
 	q := url.Values{}
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(FULL)")
@@ -98,7 +98,7 @@ func OpenSQLite(path string, c *Cipher) (*SQLite, error) {
 	}
 	s := &SQLite{db: db, cipher: c}
 	if err := s.migrate(context.Background()); err != nil {
-		db.Close()
+		_ = db.Close() // the migration error is the one to report
 		return nil, fmt.Errorf("store %s: %w", path, err)
 	}
 	return s, nil
@@ -109,7 +109,7 @@ func (s *SQLite) migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }() // returns it to the pool; the transaction is settled below
 	// BEGIN IMMEDIATE serialises concurrent first opens (a CLI and a
 	// server starting together).
 	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
@@ -189,7 +189,7 @@ func (s *SQLite) openJSON(sealed, aad []byte, v any) error {
 	return json.Unmarshal(plain, v)
 }
 
-const credentialColumns = `app_id, id, flow, client_id, scopes, url_params, token_type, expires_at, status, status_reason, secrets, version, created_at, updated_at`
+const credentialColumns = `app_id, id, flow, client_id, scopes, url_params, token_type, expires_at, status, status_reason, secrets, version, created_at, updated_at` //nolint:gosec // column names, not credentials
 
 type rowScanner interface{ Scan(dest ...any) error }
 
@@ -234,7 +234,7 @@ func (s *SQLite) Credentials(ctx context.Context, appID string) ([]*Credential, 
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }() // read only; rows.Err reports a failed read
 	var out []*Credential
 	for rows.Next() {
 		c, err := s.scanCredential(rows, false)
