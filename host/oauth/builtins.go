@@ -76,10 +76,10 @@ type ClientCredentialsRequest struct {
 	Capabilities []string   `json:"capabilities,omitempty" jsonschema:"description=host: also request the declared scopes of these capabilities"`
 }
 
-// OAuthCredentials is the tokens answer of every OAuth capability but
-// get_authorization_url. With a credential_id the refresh token stays in
-// the host and is not returned.
-type OAuthCredentials struct {
+// Credentials (the contract's OAuthCredentials) is the tokens answer of
+// every OAuth capability but get_authorization_url. With a credential_id the
+// refresh token stays in the host and is not returned.
+type Credentials struct {
 	AccessToken  sdk.Secret `json:"access_token"`
 	RefreshToken sdk.Secret `json:"refresh_token,omitempty"`
 	// TokenType is always "bearer", as in Lumos.
@@ -98,11 +98,11 @@ var builtinSpecs = map[string]builtinSpec{
 	sdk.GetAuthorizationURL: {"Builds the provider's authorization URL (host-provided OAuth; PKCE when declared).",
 		reflect.TypeOf(GetAuthorizationURLRequest{}), reflect.TypeOf(AuthorizationURL{})},
 	sdk.HandleAuthorizationCallback: {"Exchanges the authorization code of a redirect URI for tokens (host-provided OAuth).",
-		reflect.TypeOf(HandleAuthorizationCallbackRequest{}), reflect.TypeOf(OAuthCredentials{})},
+		reflect.TypeOf(HandleAuthorizationCallbackRequest{}), reflect.TypeOf(Credentials{})},
 	sdk.RefreshAccessToken: {"Refreshes an access token (host-provided OAuth).",
-		reflect.TypeOf(RefreshAccessTokenRequest{}), reflect.TypeOf(OAuthCredentials{})},
+		reflect.TypeOf(RefreshAccessTokenRequest{}), reflect.TypeOf(Credentials{})},
 	sdk.HandleClientCredentialsRequest: {"Gets an access token with the client credentials grant (host-provided OAuth).",
-		reflect.TypeOf(ClientCredentialsRequest{}), reflect.TypeOf(OAuthCredentials{})},
+		reflect.TypeOf(ClientCredentialsRequest{}), reflect.TypeOf(Credentials{})},
 }
 
 // builtinCaps are the capabilities with their generated schemas.
@@ -297,8 +297,8 @@ func expiresAt(t time.Time) string {
 }
 
 // lumosTokens is the response of a token-returning capability.
-func lumosTokens(t *tokens, withRefresh bool, state string) OAuthCredentials {
-	out := OAuthCredentials{AccessToken: sdk.Secret(t.AccessToken), TokenType: "bearer", ExpiresAt: expiresAt(t.Expiry), State: state}
+func lumosTokens(t *tokens, withRefresh bool, state string) Credentials {
+	out := Credentials{AccessToken: sdk.Secret(t.AccessToken), TokenType: "bearer", ExpiresAt: expiresAt(t.Expiry), State: state}
 	if withRefresh {
 		out.RefreshToken = sdk.Secret(t.RefreshToken)
 	}
@@ -419,7 +419,7 @@ func (m *Manager) handleAuthorizationCallback(ctx context.Context, appID string,
 			return nil, res.Err
 		}
 		c := res.Credential
-		return OAuthCredentials{AccessToken: sdk.Secret(c.Secrets.AccessToken), TokenType: "bearer", ExpiresAt: expiresAt(c.Expiry), State: q.Get("state")}, nil
+		return Credentials{AccessToken: sdk.Secret(c.Secrets.AccessToken), TokenType: "bearer", ExpiresAt: expiresAt(c.Expiry), State: q.Get("state")}, nil
 	}
 	if werr := providerError(q, "oauth.handle_authorization_callback"); werr != nil {
 		return nil, werr
@@ -470,7 +470,7 @@ func (m *Manager) refreshAccessToken(ctx context.Context, appID string, desc *wi
 		if werr != nil {
 			return nil, werr
 		}
-		return OAuthCredentials{AccessToken: sdk.Secret(c.Secrets.AccessToken), TokenType: "bearer", ExpiresAt: expiresAt(c.Expiry)}, nil
+		return Credentials{AccessToken: sdk.Secret(c.Secrets.AccessToken), TokenType: "bearer", ExpiresAt: expiresAt(c.Expiry)}, nil
 	}
 	if werr := firstErr(required("client_id", req.ClientID), required("client_secret", req.ClientSecret.Reveal())); werr != nil {
 		return nil, werr

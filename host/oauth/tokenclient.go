@@ -147,7 +147,7 @@ func (t *tokenRequestTransport) RoundTrip(req *http.Request) (*http.Response, er
 	var form url.Values
 	if req.Body != nil {
 		b, err := io.ReadAll(io.LimitReader(req.Body, 1<<20))
-		req.Body.Close()
+		_ = req.Body.Close() // a RoundTripper must close it; the read error is the one that matters
 		if err != nil {
 			return nil, fmt.Errorf("reading the token request: %w", err)
 		}
