@@ -39,7 +39,7 @@ func newListCmd() *cobra.Command {
 				return err
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "APP_ID\tVERSION\tSTATUS\tCAPABILITIES")
+			_, _ = fmt.Fprintln(tw, "APP_ID\tVERSION\tSTATUS\tCAPABILITIES")
 			r := h.Router()
 			for _, id := range r.AppIDs() {
 				sup, _ := r.Supervisor(id)
@@ -53,7 +53,7 @@ func newListCmd() *cobra.Command {
 					}
 					caps = strings.Join(names, ",")
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", id, version, st, caps)
+				_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", id, version, st, caps)
 			}
 			return tw.Flush()
 		},
@@ -111,7 +111,7 @@ envelope, prints the response envelope (NDJSON for a streaming capability) and e
 		Example: `  connector-host invoke reference echo --json '{"request":{"message":"hi"}}'
   connector-host invoke stoa fetch --json-file request.json --result-file rows.ndjson`,
 		Args: cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			jsonArg, _ := cmd.Flags().GetString("json")
 			jsonFile, _ := cmd.Flags().GetString("json-file")
 			resultFile, _ := cmd.Flags().GetString("result-file")
@@ -141,7 +141,13 @@ envelope, prints the response envelope (NDJSON for a streaming capability) and e
 				if file, err = os.Create(resultFile); err != nil {
 					return fmt.Errorf("--result-file: %w", err)
 				}
-				defer file.Close()
+				defer func() {
+					// The response is written through file: a failed close
+					// may mean it was not all written.
+					if cerr := file.Close(); cerr != nil && err == nil {
+						err = fmt.Errorf("--result-file: %w", cerr)
+					}
+				}()
 				out = io.MultiWriter(out, file)
 			}
 			return serveOnce(h, http.MethodPost, "/v1/connectors/"+args[0]+"/"+args[1], body, out, false)
@@ -174,7 +180,7 @@ func serveOnce(h *host.Host, method, path string, body []byte, out io.Writer, pr
 		var v any
 		if json.Unmarshal(buf.Bytes(), &v) == nil {
 			b, _ := json.MarshalIndent(v, "", "  ")
-			fmt.Fprintln(out, string(b))
+			_, _ = fmt.Fprintln(out, string(b))
 		} else {
 			_, _ = out.Write(buf.Bytes())
 		}

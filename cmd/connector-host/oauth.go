@@ -25,7 +25,7 @@ import (
 
 // DefaultClientSecretEnv is where `oauth login` and `oauth
 // client-credentials` read the client secret unless told otherwise.
-const DefaultClientSecretEnv = "CONNECTOR_OAUTH_CLIENT_SECRET"
+const DefaultClientSecretEnv = "CONNECTOR_OAUTH_CLIENT_SECRET" //nolint:gosec // the name of a variable, not a secret
 
 func newOAuthCmd() *cobra.Command {
 	cmd := &cobra.Command{
@@ -80,7 +80,7 @@ func grantRequest(cmd *cobra.Command) (*envelope.Request, error) {
 	if settings != "" {
 		var m map[string]any
 		if err := json.Unmarshal([]byte(settings), &m); err != nil {
-			return nil, fmt.Errorf("--settings: must be a JSON object: %v", err)
+			return nil, fmt.Errorf("--settings: must be a JSON object: %w", err)
 		}
 		env.Settings = json.RawMessage(settings)
 	}
@@ -95,12 +95,12 @@ func clientSecret(cmd *cobra.Command, env string) (string, error) {
 			return v, nil
 		}
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "client secret (%s is not set), then Enter: ", env)
+	_, _ = fmt.Fprintf(cmd.ErrOrStderr(), "client secret (%s is not set), then Enter: ", env)
 	line, err := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
 	if err != nil && !errors.Is(err, io.EOF) {
 		return "", fmt.Errorf("reading the client secret: %w", err)
 	}
-	fmt.Fprintln(cmd.ErrOrStderr())
+	_, _ = fmt.Fprintln(cmd.ErrOrStderr())
 	secret := strings.TrimRight(line, "\r\n")
 	if secret == "" {
 		return "", fmt.Errorf("no client secret: set %s or type it on stdin", env)
@@ -111,7 +111,7 @@ func clientSecret(cmd *cobra.Command, env string) (string, error) {
 // printFailure prints an error envelope and ends with exit status 1.
 func printFailure(cmd *cobra.Command, f *router.Failure) error {
 	body := envelope.MarshalError(envelope.NewErrorBody(f.AppID, f.Err, f.Status()))
-	fmt.Fprintln(cmd.OutOrStdout(), string(body))
+	_, _ = fmt.Fprintln(cmd.OutOrStdout(), string(body))
 	return exitCode(1)
 }
 
@@ -153,7 +153,7 @@ http://<listen>/v1/oauth/callback). The listen address must be free: stop a runn
 			go func() { served <- h.Serve(serveCtx, ln) }()
 			defer func() {
 				stopServe()
-				<-served
+				<-served //nolint:errcheck // waits for the stop asked for above; a failed callback server already shows as no callback
 			}()
 			wait := h.OAuth().AwaitLogin(appID, env.CredentialID)
 			res, f := h.Router().Invoke(ctx, &router.Request{AppID: appID, Capability: sdk.GetAuthorizationURL, Envelope: env, RequestID: "cli-oauth-login"})
@@ -165,8 +165,8 @@ http://<listen>/v1/oauth/callback). The listen address must be free: stop a runn
 				return fmt.Errorf("get_authorization_url answered %s: %w", res.Response, err)
 			}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "Open this URL in a browser and authorize:\n\n  %s\n\n", au.AuthorizationURL)
-			fmt.Fprintf(out, "Waiting up to %s for the provider to redirect to %s ...\n", timeout, h.OAuth().RedirectURI())
+			_, _ = fmt.Fprintf(out, "Open this URL in a browser and authorize:\n\n  %s\n\n", au.AuthorizationURL)
+			_, _ = fmt.Fprintf(out, "Waiting up to %s for the provider to redirect to %s ...\n", timeout, h.OAuth().RedirectURI())
 			waitCtx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
 			lr, err := wait(waitCtx)
@@ -225,8 +225,8 @@ func printCredential(w io.Writer, c *store.Credential) {
 	if !c.Expiry.IsZero() {
 		exp = c.Expiry.UTC().Format(time.RFC3339)
 	}
-	fmt.Fprintf(w, "Stored credential %q for %s (%s, scopes %q, access token expires %s).\n", c.ID, c.AppID, c.Flow, strings.Join(c.Scopes, " "), exp)
-	fmt.Fprintf(w, "Use it with: {\"credential_id\": %q, \"request\": {...}}\n", c.ID)
+	_, _ = fmt.Fprintf(w, "Stored credential %q for %s (%s, scopes %q, access token expires %s).\n", c.ID, c.AppID, c.Flow, strings.Join(c.Scopes, " "), exp)
+	_, _ = fmt.Fprintf(w, "Use it with: {\"credential_id\": %q, \"request\": {...}}\n", c.ID)
 }
 
 // openStore opens the host's state store without starting any plugin.
@@ -249,7 +249,7 @@ func newOAuthListCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			defer st.Close()
+			defer func() { _ = st.Close() }() // each write commits (synchronous=FULL) before Close
 			appID := ""
 			if len(args) == 1 {
 				appID = args[0]
@@ -259,7 +259,7 @@ func newOAuthListCmd() *cobra.Command {
 				return err
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "APP_ID\tCREDENTIAL_ID\tFLOW\tSTATUS\tCLIENT_ID\tSCOPES\tEXPIRES\tUPDATED")
+			_, _ = fmt.Fprintln(tw, "APP_ID\tCREDENTIAL_ID\tFLOW\tSTATUS\tCLIENT_ID\tSCOPES\tEXPIRES\tUPDATED")
 			for _, c := range list {
 				exp := "-"
 				if !c.Expiry.IsZero() {
@@ -269,7 +269,7 @@ func newOAuthListCmd() *cobra.Command {
 				if scopes == "" {
 					scopes = "-"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.AppID, c.ID, c.Flow, c.Status, c.ClientID, scopes, exp, c.UpdatedAt.UTC().Format(time.RFC3339))
+				_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.AppID, c.ID, c.Flow, c.Status, c.ClientID, scopes, exp, c.UpdatedAt.UTC().Format(time.RFC3339))
 			}
 			return tw.Flush()
 		},
@@ -287,7 +287,7 @@ func newOAuthRevokeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			defer st.Close()
+			defer func() { _ = st.Close() }() // each write commits (synchronous=FULL) before Close
 			m, err := oauth.New(oauth.Options{Store: st})
 			if err != nil {
 				return err
@@ -298,7 +298,7 @@ func newOAuthRevokeCmd() *cobra.Command {
 				}
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Revoked credential %q of %s; calls naming it now fail with creds_revoked.\n", id, args[0])
+			_, _ = fmt.Fprintf(cmd.OutOrStdout(), "Revoked credential %q of %s; calls naming it now fail with creds_revoked.\n", id, args[0])
 			return nil
 		},
 	}
