@@ -20,6 +20,7 @@ package oauthserver
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -39,7 +40,7 @@ import (
 // Paths served.
 const (
 	AuthorizePath = "/oauth/authorize"
-	TokenPath     = "/oauth/token"
+	TokenPath     = "/oauth/token" //nolint:gosec // a URL path, not a credential
 	ResourcePath  = "/api/me"
 )
 
@@ -307,8 +308,8 @@ func (e injected) Error() string { return e.code }
 // internalError renders errors go-oauth2 does not know: injected ones,
 // and a missing PKCE verifier (invalid_grant per RFC 7636 §4.6).
 func internalError(err error) *oerrors.Response {
-	switch e := err.(type) {
-	case injected:
+	var e injected
+	if errors.As(err, &e) {
 		status := http.StatusBadRequest
 		for known, st := range oerrors.StatusCodes {
 			if known.Error() == e.code {
@@ -317,10 +318,10 @@ func internalError(err error) *oerrors.Response {
 		}
 		return &oerrors.Response{Error: fmt.Errorf("%s", e.code), Description: "injected by the test", StatusCode: status}
 	}
-	switch err {
-	case oerrors.ErrMissingCodeVerifier, oerrors.ErrInvalidCodeChallenge:
+	switch {
+	case errors.Is(err, oerrors.ErrMissingCodeVerifier), errors.Is(err, oerrors.ErrInvalidCodeChallenge):
 		return &oerrors.Response{Error: oerrors.ErrInvalidGrant, Description: "PKCE verification failed", StatusCode: http.StatusBadRequest}
-	case oerrors.ErrInvalidRedirectURI:
+	case errors.Is(err, oerrors.ErrInvalidRedirectURI):
 		return &oerrors.Response{Error: oerrors.ErrInvalidRequest, Description: "redirect_uri is not registered for this client", StatusCode: http.StatusBadRequest}
 	}
 	return nil
@@ -329,11 +330,11 @@ func internalError(err error) *oerrors.Response {
 // preRedirectError answers problems with the client or redirect URI
 // directly instead of redirecting to an unverified URI (RFC 6749 §4.1.2.1).
 func preRedirectError(w http.ResponseWriter, req *server.AuthorizeRequest, err error) error {
-	if req != nil && err != oerrors.ErrInvalidRedirectURI && err != oerrors.ErrInvalidClient && req.RedirectURI != "" {
+	if req != nil && !errors.Is(err, oerrors.ErrInvalidRedirectURI) && !errors.Is(err, oerrors.ErrInvalidClient) && req.RedirectURI != "" {
 		return redirectWithError(w, req, err)
 	}
 	code, desc := "invalid_request", "unknown client or unregistered redirect_uri"
-	if _, known := oerrors.Descriptions[err]; known && err != oerrors.ErrInvalidClient {
+	if _, known := oerrors.Descriptions[err]; known && !errors.Is(err, oerrors.ErrInvalidClient) {
 		code, desc = err.Error(), oerrors.Descriptions[err]
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -348,7 +349,7 @@ func redirectWithError(w http.ResponseWriter, req *server.AuthorizeRequest, err 
 	}
 	code := err.Error()
 	if _, known := oerrors.Descriptions[err]; !known {
-		if _, inj := err.(injected); !inj {
+		if !errors.As(err, new(injected)) {
 			code = oerrors.ErrServerError.Error()
 		}
 	}
@@ -470,7 +471,7 @@ func parseParams(r *http.Request) error {
 	if strings.HasPrefix(ct, "application/json") {
 		var body map[string]any
 		if err := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20)).Decode(&body); err != nil {
-			return fmt.Errorf("JSON body: %v", err)
+			return fmt.Errorf("JSON body: %w", err)
 		}
 		form := r.URL.Query()
 		post := url.Values{}
