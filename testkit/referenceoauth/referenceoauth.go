@@ -32,9 +32,9 @@ const (
 	// EnvClientAuth is CLIENT_SECRET_POST (default) or CLIENT_SECRET_BASIC.
 	EnvClientAuth = "REFERENCE_OAUTH_CLIENT_AUTH"
 	// EnvTokenMethod is POST (default) or GET.
-	EnvTokenMethod = "REFERENCE_OAUTH_TOKEN_METHOD"
+	EnvTokenMethod = "REFERENCE_OAUTH_TOKEN_METHOD" //nolint:gosec // the name of a variable, not a credential
 	// EnvTokenBody is FORMDATA (default), JSON or QUERY.
-	EnvTokenBody = "REFERENCE_OAUTH_TOKEN_BODY"
+	EnvTokenBody = "REFERENCE_OAUTH_TOKEN_BODY" //nolint:gosec // the name of a variable, not a credential
 	// EnvPKCE set to "0" turns PKCE off (on by default).
 	EnvPKCE = "REFERENCE_OAUTH_PKCE"
 	// EnvOverrideRefresh set to "1" makes the plugin register its own
@@ -68,7 +68,7 @@ func New() *sdk.Integration {
 	if v := os.Getenv(EnvAppID); v != "" {
 		appID = v
 	}
-	o := &sdk.OAuthSettings{
+	o := &sdk.OAuthSettings{ //nolint:gosec // URLs of the local test server, no credential
 		AuthorizationURL:   "http://127.0.0.1:{port}/oauth/authorize",
 		TokenURL:           "http://127.0.0.1:{port}/oauth/token",
 		Scopes:             map[string]string{"whoami": "profile:read", "list_things": "things:read profile:read"},
@@ -125,7 +125,7 @@ func whoami(ctx context.Context, req sdk.Request[Empty]) (WhoAmI, error) {
 	if err := sdk.CheckResponse(resp); err != nil {
 		return WhoAmI{}, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	var out WhoAmI
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 		return WhoAmI{}, sdk.Errorf(sdk.InvalidResponse, "resource answer: %v", err)
