@@ -166,7 +166,7 @@ func TestFaults(t *testing.T) {
 	// Reset after processing: record stored, client sees a reset.
 	e.Inject(Fault{Method: "POST", Reset: true, After: true})
 	_, _, _, err := send(t, e.RealtimeURL(), call{method: "POST", token: "t", body: `{"id":"b"}`})
-	if err == nil || !(errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
+	if !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Fatalf("want connection reset, got %v", err)
 	}
 	if _, ok := e.Record("t", "b"); !ok {

@@ -239,7 +239,7 @@ func (p *Poller) Cycle(ctx context.Context, n int) (Report, error) {
 			rep.Deleted++
 			var se *StatusError
 			if _, err := p.Get(ctx, e, id); !errors.As(err, &se) || se.Status != http.StatusNotFound {
-				return rep, fmt.Errorf("entity %s: get after delete %s: want 404, got %v", e.EntityName, id, err)
+				return rep, fmt.Errorf("entity %s: get after delete %s: want 404, got %w", e.EntityName, id, err)
 			}
 		}
 		after, err := p.ListAll(ctx, e)
@@ -380,7 +380,7 @@ func (p *Poller) do(ctx context.Context, method, path string, body, out any) err
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return err

@@ -376,8 +376,9 @@ func (c *Connector) realtimeBatch(ctx context.Context, req sdk.Request[BatchRequ
 				pre[i] = err
 			}
 		}
-		if err := checkEntity(cl, o.EntityToken); err != nil && pre[i] == nil {
-			pre[i] = sdk.Errorf(sdk.BadRequest, "operations[%d].%s", i, err.(*sdk.Error).Message)
+		var se *sdk.Error
+		if err := checkEntity(cl, o.EntityToken); errors.As(err, &se) && pre[i] == nil {
+			pre[i] = sdk.Errorf(sdk.BadRequest, "operations[%d].%s", i, se.Message)
 		}
 	}
 	// Operations that failed the checks are left out of the batch.

@@ -133,7 +133,7 @@ func New(cfg Config) (http.Handler, error) {
 func EndpointPath(endpointURL string) (string, error) {
 	u, err := url.Parse(strings.TrimSpace(endpointURL))
 	if err != nil {
-		return "", fmt.Errorf("%q is not a URL or path: %v", endpointURL, err)
+		return "", fmt.Errorf("%q is not a URL or path: %w", endpointURL, err)
 	}
 	p := strings.TrimRight(u.Path, "/")
 	switch {

@@ -3,6 +3,7 @@ package layout
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -60,8 +61,9 @@ func Parse(data []byte) (*Layout, error) {
 	}
 
 	entities, bad := decodeEntities(list, root, &v)
-	if ruleErr := validateRules(entities, root); ruleErr != nil {
-		for _, rv := range ruleErr.(*ValidationError).Violations {
+	var ruleErr *ValidationError
+	if errors.As(validateRules(entities, root), &ruleErr) {
+		for _, rv := range ruleErr.Violations {
 			if !underBad(rv.Path, bad) {
 				v = append(v, rv)
 			}
@@ -79,7 +81,7 @@ func Load(path string) (*Layout, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load data layout: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only: nothing to lose
 	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("load data layout %q: %w", path, err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -144,8 +145,11 @@ func TestBatchPerOperationResults(t *testing.T) {
 	res := c.Batch(context.Background(), ops, 0)
 	codes := make([]sdk.Code, len(res))
 	for i, r := range res {
-		if r.Err != nil {
-			codes[i] = r.Err.(*sdk.Error).Code
+		var se *sdk.Error
+		if errors.As(r.Err, &se) {
+			codes[i] = se.Code
+		} else if r.Err != nil {
+			t.Fatalf("operation %d: %T %v, want *sdk.Error", i, r.Err, r.Err)
 		}
 	}
 	if !slices.Equal(codes, []sdk.Code{"", sdk.BadRequest, sdk.NotFound, ""}) {
@@ -157,7 +161,8 @@ func TestBatchPerOperationResults(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	for _, r := range c.Batch(ctx, ops[:1], 1) {
-		if se, ok := r.Err.(*sdk.Error); !ok || se.Code != sdk.RequestTimeout {
+		var se *sdk.Error
+		if !errors.As(r.Err, &se) || se.Code != sdk.RequestTimeout {
 			t.Fatalf("canceled batch: %v", r.Err)
 		}
 	}

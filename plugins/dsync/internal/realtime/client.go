@@ -266,7 +266,7 @@ func (c *Client) try(ctx context.Context, op Op, method string, body []byte) att
 	if err != nil {
 		return attempt{err: err, written: written.Load()}
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
 	if err != nil && resp.StatusCode == http.StatusOK {
 		// The platform answered 200: the operation was applied even if the
@@ -342,7 +342,7 @@ func (c *Client) backoff(n int) time.Duration {
 		}
 	}
 	half := d / 2
-	return half + rand.N(half+1)
+	return half + rand.N(half+1) //nolint:gosec // retry jitter, not a secret
 }
 
 // parseRetryAfter reads Retry-After as seconds or an HTTP date.

@@ -94,8 +94,7 @@ func Open(dataDir string, l *layout.Layout) (*Store, error) {
 	// platform's call rate and this rules out SQLITE_BUSY.
 	db.SetMaxOpenConns(1)
 	if _, err := db.Exec(schemaSQL); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("store: init %s: %w", path, err)
+		return nil, fmt.Errorf("store: init %s: %w", path, errors.Join(err, db.Close()))
 	}
 	return &Store{db: db, schemas: schemas, path: path}, nil
 }
@@ -224,7 +223,7 @@ func (s *Store) List(ctx context.Context, entityToken string, limit int, cursor 
 	if err != nil {
 		return Page{}, dbError("list", err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }() // rows.Err() is checked below
 	page := Page{Records: []json.RawMessage{}}
 	var last int64
 	for rows.Next() {
