@@ -41,6 +41,22 @@ func hubWithin(t *testing.T) context.Context {
 	return ctx
 }
 
+// waitState polls status until the device is in state.
+func (h *harness) waitState(id, state string) {
+	h.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st := h.ok("status", map[string]any{"device_id": id})
+		if st["state"] == state {
+			return
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("device %s: state %v after 10s, want %s", id, st["state"], state)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func TestMessageHubConnectNodeIDShutdownResume(t *testing.T) {
 	t.Parallel()
 	h, hub := newHubHarness(t, msghubemu.Protocol07)
@@ -160,6 +176,9 @@ func TestMessageHubStatusCodes(t *testing.T) {
 	if err := hub.WaitAttached(hubWithin(t), nodeID, 2); err != nil {
 		t.Fatal(err)
 	}
+	// The hub has the new Attach; the device is connected once it reads
+	// the answer (an interface added before that would not reach the hub).
+	h.waitState(id, "connected")
 	// Adding an interface the hub refuses fails and is rolled back.
 	hub.Fail("AddInterfaces", codes.Internal, "interface conflict")
 	h.fail("add_interface", map[string]any{"device_id": id, "interface": obj(hubBad)}, "service_error", "interface conflict")
