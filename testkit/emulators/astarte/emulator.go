@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -205,7 +206,8 @@ func (e *Emulator) CACertPEM() []byte { return append([]byte(nil), e.pki.caPEM..
 
 // ServerCertPEM returns the broker/Pairing API server certificate (for
 // 127.0.0.1, ::1 and localhost, signed by the emulator CA) and its key, so a
-// second broker such as mosquitto can serve the same devices.
+// second broker (the Eclipse MQTT broker the interop tests run) can serve
+// the same devices.
 func (e *Emulator) ServerCertPEM() (certPEM, keyPEM []byte, err error) {
 	der, err := x509.MarshalPKCS8PrivateKey(e.pki.server.PrivateKey)
 	if err != nil {
@@ -431,8 +433,12 @@ func (e *Emulator) WaitMessages(ctx context.Context, clientID string, n int) ([]
 // big-endian uncompressed size, then zlib of the entries joined by ";".
 func EncodePropertyList(entries []string) ([]byte, error) {
 	plain := []byte(strings.Join(entries, ";"))
+	n := len(plain)
+	if n > math.MaxUint32 {
+		return nil, fmt.Errorf("property list of %d bytes does not fit its 4-byte size header", n)
+	}
 	var buf bytes.Buffer
-	buf.Write(binary.BigEndian.AppendUint32(nil, uint32(len(plain))))
+	buf.Write(binary.BigEndian.AppendUint32(nil, uint32(n)))
 	zw := zlib.NewWriter(&buf)
 	if _, err := zw.Write(plain); err != nil {
 		return nil, err
@@ -453,12 +459,14 @@ func DecodePropertyList(data []byte) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer zr.Close()
 	plain, err := io.ReadAll(io.LimitReader(zr, 64<<20))
+	if err == nil {
+		err = zr.Close()
+	}
 	if err != nil {
 		return nil, err
 	}
-	if uint32(len(plain)) != size {
+	if int64(len(plain)) != int64(size) {
 		return nil, fmt.Errorf("property list size %d, header says %d", len(plain), size)
 	}
 	if len(plain) == 0 {
@@ -483,7 +491,7 @@ func (e *Emulator) WriteFiles(dir string) (Files, error) {
 		return Files{}, err
 	}
 	f := Files{CAFile: filepath.Join(dir, "ca.pem")}
-	if err := os.WriteFile(f.CAFile, e.CACertPEM(), 0o644); err != nil {
+	if err := os.WriteFile(f.CAFile, e.CACertPEM(), 0o644); err != nil { //nolint:gosec // a CA certificate is public; tools read it
 		return Files{}, err
 	}
 	if len(e.realmPriv) > 0 {

@@ -65,17 +65,17 @@ func run(devices, messages int) error {
 	if err != nil {
 		return err
 	}
-	defer emu.Close()
+	defer func() { _ = emu.Close() }()
 	dir, err := os.MkdirTemp("", "astarte-bench")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }()
 	st, err := store.Open(filepath.Join(dir, "astarte.db"))
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer func() { _ = st.Close() }()
 	keys, err := pairing.OpenKeyStore(filepath.Join(dir, "keys"))
 	if err != nil {
 		return err
@@ -91,7 +91,7 @@ func run(devices, messages int) error {
 	}
 	e := &env{emu: emu, st: st, prov: &pairing.Provisioner{Client: pc, Store: keys, Realm: "test"}, ifc: ifc,
 		mgr: device.NewManager(device.Config{Realm: "test", Store: st, BackoffMin: 50 * time.Millisecond, BackoffMax: time.Second})}
-	defer e.mgr.Close(ctx)
+	defer func() { _ = e.mgr.Close(ctx) }()
 
 	fmt.Printf("%-44s %14s %14s %8s\n", "measure", "device", "raw paho", "ratio")
 	for _, q := range []struct {
@@ -182,7 +182,7 @@ func (e *env) sendRates(ctx context.Context, path string, qos byte, n int) (floa
 	c := paho.NewClient(paho.NewClientOptions().AddBroker("tls://" + e.emu.BrokerAddr()).SetClientID("test/" + id).
 		SetProtocolVersion(4).SetTLSConfig(e.emu.ClientTLSConfig(cert)).SetAutoReconnect(false))
 	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		return 0, 0, fmt.Errorf("raw connect: %v", tok.Error())
+		return 0, 0, fmt.Errorf("raw connect: %w", tok.Error())
 	}
 	defer c.Disconnect(0)
 	topic := "test/" + id + "/com.example.Bench" + path

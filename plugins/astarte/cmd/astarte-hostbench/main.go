@@ -489,7 +489,7 @@ func (b *bench) rawClient(addr string) (*rawPublisher, error) {
 	c := paho.NewClient(paho.NewClientOptions().AddBroker("tls://" + addr).SetClientID(cn).
 		SetProtocolVersion(4).SetTLSConfig(b.emu.ClientTLSConfig(cert)).SetAutoReconnect(false).SetCleanSession(false))
 	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		return nil, fmt.Errorf("raw paho connect: %v", tok.Error())
+		return nil, fmt.Errorf("raw paho connect: %w", tok.Error())
 	}
 	return &rawPublisher{client: c, base: cn + "/com.example.Bench"}, nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"time"
 
 	"github.com/google/uuid"
@@ -356,9 +357,13 @@ func (p *plugin) certificateIsValid(ctx context.Context, req sdk.Request[Certifi
 	}
 	local := &pairing.Provisioner{Store: p.keys, Realm: realm, RenewMargin: time.Nanosecond}
 	if err := local.CheckLocal(req.Args.DeviceID); err != nil {
-		// Missing, expired, foreign-key or wrong-subject certificates are
-		// answers, not failures.
-		return CertificateValidResponse{Valid: false, Reason: err.Error()}, nil
+		var pathErr *fs.PathError
+		if errors.As(err, &pathErr) {
+			return CertificateValidResponse{}, sdk.Errorf(sdk.InternalError, "the key store cannot be read: %w", err)
+		}
+		// Missing, unreadable, expired, foreign-key or wrong-subject
+		// certificates are answers, not failures.
+		return CertificateValidResponse{Valid: false, Reason: err.Error()}, nil //nolint:nilerr // the check's finding is the answer
 	}
 	if req.Args.Remote {
 		prov, err := p.provisioner(c)

@@ -123,8 +123,7 @@ func (p *plugin) state() (*device.Manager, error) {
 	}
 	keys, err := pairing.OpenKeyStore(filepath.Join(dir, "keys"))
 	if err != nil {
-		st.Close()
-		return nil, sdk.Errorf(sdk.InternalError, "%v", err)
+		return nil, sdk.Errorf(sdk.InternalError, "%w", errors.Join(err, st.Close()))
 	}
 	p.log = p.integ.Slog()
 	p.store, p.keys, p.dataDir = st, keys, dir
@@ -443,7 +442,7 @@ func readFileLimited(path string, limit int64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only: nothing to lose
 	b, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
 		return nil, err

@@ -65,7 +65,7 @@ func (d *Device) purge(ctx context.Context, keep []payload.PropertyPath) {
 	}
 	rows, err := d.store.Properties(ctx, d.id)
 	if err != nil {
-		handler{d}.Dropped(fmt.Errorf("consumer properties: %v", err))
+		handler{d}.Dropped(fmt.Errorf("consumer properties: %w", err))
 		return
 	}
 	for _, r := range rows {
@@ -73,7 +73,7 @@ func (d *Device) purge(ctx context.Context, keep []payload.PropertyPath) {
 			continue
 		}
 		if err := d.store.DeleteProperty(ctx, d.id, r.Interface, r.Path); err != nil {
-			handler{d}.Dropped(fmt.Errorf("consumer properties: %v", err))
+			handler{d}.Dropped(fmt.Errorf("consumer properties: %w", err))
 			return
 		}
 		d.emit(Event{Type: EventPropertyUnset, Interface: r.Interface, Path: r.Path})

@@ -95,8 +95,11 @@ func killHelper(dir string) int {
 	queued := 0
 	for k := 0; k < killMessages; k++ {
 		got, err := d.Send(ctx, "com.example.Retention", "/stored", k, nil)
-		if err != nil || got != QueuedStored {
-			return fail(fmt.Errorf("send %d: %v %v", k, got, err))
+		if err != nil {
+			return fail(fmt.Errorf("send %d: %w", k, err))
+		}
+		if got != QueuedStored {
+			return fail(fmt.Errorf("send %d: delivery %v, want %v", k, got, QueuedStored))
 		}
 		queued++
 		if k%(killMessages/killExpiring) == 0 {

@@ -81,7 +81,7 @@ func (d *Device) run(ctx context.Context, tr transport.Transport, done chan stru
 			d.mu.Lock()
 			d.lastErr, d.lastErrV = err.Error(), err
 			d.mu.Unlock()
-			delay := step/2 + rand.N(step/2+1)
+			delay := step/2 + rand.N(step/2+1) //nolint:gosec // reconnect jitter, not a secret
 			d.log.Info("connection attempt failed", "attempt", attempt+1, "retry_in", delay, "error", err)
 			step = min(step*2, d.cfg.BackoffMax)
 			t := time.NewTimer(delay)
@@ -142,7 +142,7 @@ func (d *Device) run(ctx context.Context, tr transport.Transport, done chan stru
 			step = d.cfg.BackoffMin
 			continue
 		}
-		delay := step/2 + rand.N(step/2+1)
+		delay := step/2 + rand.N(step/2+1) //nolint:gosec // reconnect jitter, not a secret
 		step = min(step*2, d.cfg.BackoffMax)
 		t := time.NewTimer(delay)
 		select {

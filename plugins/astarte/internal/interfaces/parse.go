@@ -27,7 +27,7 @@ func ParseFile(path string) (*Interface, error) {
 	if err != nil {
 		return nil, fmt.Errorf("interface file: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only: nothing to lose
 	st, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("interface file: %w", err)
@@ -482,10 +482,12 @@ func isNull(raw json.RawMessage) bool {
 }
 
 func jsonReason(err error) string {
-	if se, ok := err.(*json.SyntaxError); ok {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
 		return fmt.Sprintf("%s at byte %d", se.Error(), se.Offset)
 	}
-	if te, ok := err.(*json.UnmarshalTypeError); ok {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
 		return fmt.Sprintf("got JSON %s", te.Value)
 	}
 	return err.Error()

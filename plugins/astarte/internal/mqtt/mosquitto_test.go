@@ -1,3 +1,4 @@
+//nolint:misspell // mosquitto is the Eclipse MQTT broker's name, not a misspelling of mosquito
 package mqtt
 
 import (

@@ -93,7 +93,7 @@ func (t *Transport) BaseTopic() string { return t.base }
 func brokerAddress(raw string) (string, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return "", fmt.Errorf("mqtt: broker url %q: %v", raw, err)
+		return "", fmt.Errorf("mqtt: broker url %q: %w", raw, err)
 	}
 	switch u.Scheme {
 	case "mqtts", "ssl", "tls", "tcps", "mqtt+ssl":
@@ -262,7 +262,7 @@ func (c *conn) wait(ctx context.Context, tok paho.Token) error {
 	case <-tok.Done():
 		if err := tok.Error(); err != nil {
 			if errors.Is(err, paho.ErrNotConnected) || !c.client.IsConnectionOpen() {
-				return fmt.Errorf("%w: %v", transport.ErrDisconnected, err)
+				return fmt.Errorf("%w: %w", transport.ErrDisconnected, err)
 			}
 			return fmt.Errorf("mqtt: %w", err)
 		}
@@ -270,7 +270,7 @@ func (c *conn) wait(ctx context.Context, tok paho.Token) error {
 	case <-c.done:
 		// With a persistent session paho keeps unacknowledged publishes of
 		// a lost connection pending forever: the loss is the answer.
-		return fmt.Errorf("%w: %v", transport.ErrDisconnected, c.Err())
+		return fmt.Errorf("%w: %w", transport.ErrDisconnected, c.Err())
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -385,7 +385,7 @@ func (c *conn) onMessage(_ paho.Client, m paho.Message) {
 	if rest == "control/consumer/properties" {
 		list, err := payload.DecodePropertyList(m.Payload())
 		if err != nil {
-			c.handler.Dropped(fmt.Errorf("topic %q: %v", m.Topic(), err))
+			c.handler.Dropped(fmt.Errorf("topic %q: %w", m.Topic(), err))
 			return
 		}
 		c.handler.PurgeProperties(ctx, list)
@@ -410,7 +410,7 @@ func (c *conn) onMessage(_ paho.Client, m paho.Message) {
 	}
 	in, err := decodeInbound(iface, path, m.Payload())
 	if err != nil {
-		c.handler.Dropped(fmt.Errorf("topic %q: %v", m.Topic(), err))
+		c.handler.Dropped(fmt.Errorf("topic %q: %w", m.Topic(), err))
 		return
 	}
 	c.handler.Data(ctx, in)

@@ -114,7 +114,7 @@ func (c *Client) Info(ctx context.Context, realm, deviceID, secret string) (*Dev
 			BrokerURL string `json:"broker_url"`
 		}
 		if err := json.Unmarshal(raw, &mq); err != nil {
-			return nil, fmt.Errorf("pairing info: protocols.astarte_mqtt_v1 is not an object: %v", err)
+			return nil, fmt.Errorf("pairing info: protocols.astarte_mqtt_v1 is not an object: %w", err)
 		}
 		out.BrokerURL = mq.BrokerURL
 	}
@@ -206,7 +206,7 @@ func (c *Client) do(ctx context.Context, op, method string, segments []string, b
 	if err != nil {
 		return fmt.Errorf("pairing %s: %w", op, redactURLError(err))
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
 	if err != nil {
 		return fmt.Errorf("pairing %s: reading reply: %w", op, err)
@@ -238,7 +238,7 @@ func (c *Client) do(ctx context.Context, op, method string, segments []string, b
 		return fmt.Errorf("pairing %s: reply is not {\"data\": ...}", op)
 	}
 	if err := json.Unmarshal(env.Data, out); err != nil {
-		return fmt.Errorf("pairing %s: reply data: %v", op, err)
+		return fmt.Errorf("pairing %s: reply data: %w", op, err)
 	}
 	return nil
 }

@@ -14,9 +14,9 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// PairingClaims are the claims of an Astarte Pairing API token: a_pa lists
+// Claims are the claims of an Astarte Pairing API token: a_pa lists
 // "METHOD_REGEX::PATH_REGEX" authorizations.
-type PairingClaims struct {
+type Claims struct {
 	AuthPairing []string `json:"a_pa"`
 	jwt.RegisteredClaims
 }
@@ -52,7 +52,7 @@ func NewRegistrationJWT(realmKeyPEM []byte, ttl time.Duration, now time.Time) (s
 	default:
 		return "", errors.New("realm key: want an EC or RSA private key")
 	}
-	claims := PairingClaims{
+	claims := Claims{
 		AuthPairing: []string{"POST::.*"},
 		RegisteredClaims: jwt.RegisteredClaims{
 			IssuedAt:  jwt.NewNumericDate(now),

@@ -65,18 +65,17 @@ func (s *KeyStore) write(realm, deviceID, name string, data []byte) error {
 		return fmt.Errorf("key store: %w", err)
 	}
 	tmp := f.Name()
-	defer os.Remove(tmp)
+	// After the rename there is nothing left to remove; before it, this
+	// removes a partly written file.
+	defer func() { _ = os.Remove(tmp) }()
 	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return fmt.Errorf("key store: %w", err)
+		return fmt.Errorf("key store: %w", errors.Join(err, f.Close()))
 	}
 	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("key store: write %s: %w", name, err)
+		return fmt.Errorf("key store: write %s: %w", name, errors.Join(err, f.Close()))
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("key store: sync %s: %w", name, err)
+		return fmt.Errorf("key store: sync %s: %w", name, errors.Join(err, f.Close()))
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("key store: %w", err)
@@ -84,9 +83,11 @@ func (s *KeyStore) write(realm, deviceID, name string, data []byte) error {
 	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
 		return fmt.Errorf("key store: %w", err)
 	}
+	// Make the rename durable; a directory that cannot be synced (some
+	// file systems refuse) still holds the file.
 	if d, err := os.Open(dir); err == nil {
 		_ = d.Sync()
-		d.Close()
+		_ = d.Close()
 	}
 	return nil
 }

@@ -88,7 +88,7 @@ func TestRegistrationJWT(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", kind, err)
 		}
-		var claims PairingClaims
+		var claims Claims
 		if _, err := jwt.ParseWithClaims(tok, &claims, func(*jwt.Token) (any, error) { return pub, nil }); err != nil {
 			t.Fatalf("%s: token does not verify: %v", kind, err)
 		}

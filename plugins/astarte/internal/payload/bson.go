@@ -135,7 +135,7 @@ func envelope(data []byte) (bson.RawValue, *time.Time, error) {
 	}
 	doc := bson.Raw(data)
 	if err := doc.Validate(); err != nil {
-		return bson.RawValue{}, nil, fmt.Errorf("payload is not a BSON document: %v", err)
+		return bson.RawValue{}, nil, fmt.Errorf("payload is not a BSON document: %w", err)
 	}
 	raw, err := doc.LookupErr("v")
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"math"
 	"strings"
 )
 
@@ -35,9 +36,13 @@ func EncodePropertyList(paths []PropertyPath) ([]byte, error) {
 		parts[k] = p.String()
 	}
 	plain := []byte(strings.Join(parts, ";"))
+	n := len(plain)
+	if n > math.MaxUint32 {
+		return nil, fmt.Errorf("property list of %d bytes does not fit its 4-byte size header", n)
+	}
 	var buf bytes.Buffer
 	var size [4]byte
-	binary.BigEndian.PutUint32(size[:], uint32(len(plain)))
+	binary.BigEndian.PutUint32(size[:], uint32(n))
 	buf.Write(size[:])
 	zw := zlib.NewWriter(&buf)
 	if _, err := zw.Write(plain); err != nil {
@@ -64,14 +69,16 @@ func DecodePropertyList(data []byte) ([]PropertyPath, error) {
 		if size == 0 && len(data) == 4 {
 			return nil, nil
 		}
-		return nil, fmt.Errorf("property list: not zlib data: %v", err)
+		return nil, fmt.Errorf("property list: not zlib data: %w", err)
 	}
-	defer zr.Close()
 	plain, err := io.ReadAll(io.LimitReader(zr, int64(size)+1))
-	if err != nil {
-		return nil, fmt.Errorf("property list: corrupt zlib data: %v", err)
+	if err == nil {
+		err = zr.Close()
 	}
-	if uint32(len(plain)) != size {
+	if err != nil {
+		return nil, fmt.Errorf("property list: corrupt zlib data: %w", err)
+	}
+	if int64(len(plain)) != int64(size) {
 		return nil, fmt.Errorf("property list: uncompressed %d bytes, header says %d", len(plain), size)
 	}
 	if len(plain) == 0 {

@@ -45,7 +45,7 @@ func Normalize(t interfaces.MappingType, v any) (any, error) {
 	}
 	items, err := asItems(v)
 	if err != nil {
-		return nil, fmt.Errorf("type %s wants an array: %v", t, err)
+		return nil, fmt.Errorf("type %s wants an array: %w", t, err)
 	}
 	if len(items) > interfaces.MaxArrayItems {
 		return nil, fmt.Errorf("array has %d items, more than %d", len(items), interfaces.MaxArrayItems)
@@ -75,7 +75,7 @@ func Normalize(t interfaces.MappingType, v any) (any, error) {
 		}
 		n, err := scalar(el, it)
 		if err != nil {
-			return nil, fmt.Errorf("item %d: %v", k, err)
+			return nil, fmt.Errorf("item %d: %w", k, err)
 		}
 		rv.Index(k).Set(reflect.ValueOf(n))
 	}
@@ -166,7 +166,7 @@ func scalar(t interfaces.MappingType, v any) (any, error) {
 			}
 			var err error
 			if b, err = decodeBase64(x); err != nil {
-				return nil, fmt.Errorf("type binaryblob wants base64 text: %v", err)
+				return nil, fmt.Errorf("type binaryblob wants base64 text: %w", err)
 			}
 		default:
 			return nil, fmt.Errorf("type binaryblob wants bytes or base64 text, got %s", describe(v))
@@ -216,6 +216,10 @@ func toFloat(v any) (float64, bool) {
 		return x, true
 	case float32:
 		return float64(x), true
+	case uint:
+		return float64(x), true
+	case uint64:
+		return float64(x), true
 	case json.Number:
 		f, err := x.Float64()
 		return f, err == nil
@@ -247,9 +251,12 @@ func toInt(v any) (n int64, ok, exact bool) {
 	case uint32:
 		return int64(x), true, true
 	case uint:
-		return int64(x), true, uint64(x) <= math.MaxInt64
+		return toInt(uint64(x))
 	case uint64:
-		return int64(x), true, x <= math.MaxInt64
+		if x > math.MaxInt64 {
+			return 0, true, false // beyond int64
+		}
+		return int64(x), true, true
 	case float64:
 		if x != math.Trunc(x) || math.IsInf(x, 0) || math.IsNaN(x) {
 			return 0, false, false

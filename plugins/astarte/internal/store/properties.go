@@ -72,7 +72,7 @@ func (s *Store) MarkAllSent(ctx context.Context, device string) error {
 	if err != nil {
 		return wrap("mark properties sent", err)
 	}
-	defer tx.Rollback()
+	defer func() { _ = tx.Rollback() }() // a no-op after Commit
 	if _, err := tx.ExecContext(ctx, `DELETE FROM properties WHERE device = ? AND value IS NULL`, device); err != nil {
 		return wrap("mark properties sent", err)
 	}
@@ -139,7 +139,7 @@ func (s *Store) Properties(ctx context.Context, device string) ([]Property, erro
 	if err != nil {
 		return nil, wrap("load properties", err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }() // rows.Err() is checked below
 	var out []Property
 	for rows.Next() {
 		p := Property{Device: device}

@@ -114,8 +114,7 @@ func (s *Store) commitBatch(batch []*enqueueReq) {
 	stmt, err := tx.Prepare(`INSERT INTO queue (device, interface, path, major, qos, object, payload, created_ms, expires_ms)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
-		tx.Rollback()
-		fail(err)
+		fail(errors.Join(err, tx.Rollback()))
 		return
 	}
 	ids := make([]int64, len(batch))
@@ -127,14 +126,15 @@ func (s *Store) commitBatch(batch []*enqueueReq) {
 		}
 		res, err := stmt.Exec(m.Device, m.Interface, m.Path, m.Major, int(m.QoS), boolInt(m.Object), m.Payload, m.Created.UnixMilli(), exp)
 		if err != nil {
-			stmt.Close()
-			tx.Rollback()
-			fail(err)
+			fail(errors.Join(err, stmt.Close(), tx.Rollback()))
 			return
 		}
 		ids[k], _ = res.LastInsertId()
 	}
-	stmt.Close()
+	if err := stmt.Close(); err != nil {
+		fail(errors.Join(err, tx.Rollback()))
+		return
+	}
 	if err := tx.Commit(); err != nil {
 		fail(err)
 		return
@@ -158,7 +158,7 @@ func (s *Store) Peek(ctx context.Context, device string, limit int, now time.Tim
 	if err != nil {
 		return nil, int(expired), wrap("peek", err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }() // rows.Err() is checked below
 	var out []QueuedMessage
 	for rows.Next() {
 		m := QueuedMessage{Device: device}
@@ -166,6 +166,9 @@ func (s *Store) Peek(ctx context.Context, device string, limit int, now time.Tim
 		var created, exp int64
 		if err := rows.Scan(&m.ID, &m.Interface, &m.Path, &m.Major, &qos, &object, &m.Payload, &created, &exp); err != nil {
 			return nil, int(expired), wrap("peek", err)
+		}
+		if qos < 0 || qos > 2 {
+			return nil, int(expired), wrap("peek", fmt.Errorf("queued message %d has QoS %d", m.ID, qos))
 		}
 		m.QoS, m.Object, m.Created = byte(qos), object == 1, time.UnixMilli(created)
 		if exp != 0 {
@@ -186,7 +189,7 @@ func (s *Store) Ack(ctx context.Context, device string, ids ...int64) error {
 	for _, id := range ids {
 		args = append(args, id)
 	}
-	q := fmt.Sprintf(`DELETE FROM queue WHERE device = ? AND id IN (%s)`, strings.TrimSuffix(strings.Repeat("?,", len(ids)), ","))
+	q := fmt.Sprintf(`DELETE FROM queue WHERE device = ? AND id IN (%s)`, strings.TrimSuffix(strings.Repeat("?,", len(ids)), ",")) //nolint:gosec // only "?" placeholders are formatted in; the ids are bound
 	_, err := s.db.ExecContext(ctx, q, args...)
 	return wrap("ack", err)
 }

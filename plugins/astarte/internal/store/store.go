@@ -76,11 +76,13 @@ func Open(path string) (*Store, error) {
 	}
 	// Create the file private (SQLite gives the -wal and -shm files the
 	// database file's mode).
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600) //nolint:gosec // the caller's database path (the plugin's data dir) is the point
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	f.Close()
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
 	q := url.Values{}
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(FULL)")
@@ -94,8 +96,7 @@ func Open(path string) (*Store, error) {
 	// connection keeps every statement ordered and free of SQLITE_BUSY.
 	db.SetMaxOpenConns(1)
 	if err := migrate(db); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("store: %s: %w", path, err)
+		return nil, fmt.Errorf("store: %s: %w", path, errors.Join(err, db.Close()))
 	}
 	s := &Store{db: db, enq: make(chan *enqueueReq, 1024), closed: make(chan struct{})}
 	s.writerWG.Add(1)
@@ -166,7 +167,7 @@ func (s *Store) ForgetDevice(ctx context.Context, device string) error {
 	if err != nil {
 		return wrap("forget device", err)
 	}
-	defer tx.Rollback()
+	defer func() { _ = tx.Rollback() }() // a no-op after Commit
 	for _, q := range []string{`DELETE FROM properties WHERE device = ?`, `DELETE FROM queue WHERE device = ?`, `DELETE FROM meta WHERE device = ?`} {
 		if _, err := tx.ExecContext(ctx, q, device); err != nil {
 			return wrap("forget device", err)
@@ -190,7 +191,7 @@ func (s *Store) MetaPrefix(ctx context.Context, device, prefix string) (map[stri
 	if err != nil {
 		return nil, wrap("meta", err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }() // rows.Err() is checked below
 	out := map[string]string{}
 	for rows.Next() {
 		var k, v string
@@ -215,7 +216,7 @@ func (s *Store) DevicesWithMeta(ctx context.Context, key string) (map[string]str
 	if err != nil {
 		return nil, wrap("meta", err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }() // rows.Err() is checked below
 	out := map[string]string{}
 	for rows.Next() {
 		var d, v string

@@ -3,6 +3,7 @@ package store
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -169,6 +170,9 @@ func TestQueue(t *testing.T) {
 	if len(msgs) != 4 || msgs[0].Path != "/v1" || msgs[1].Path != "/v2" || msgs[2].Path != "/v4" || msgs[3].Path != "/v5" {
 		t.Fatalf("Peek order %+v", msgs)
 	}
+	if msgs[0].ID != ids[1] || msgs[3].ID != ids[5] {
+		t.Fatalf("Peek ids %d, %d; Enqueue returned %d, %d", msgs[0].ID, msgs[3].ID, ids[1], ids[5])
+	}
 	if !msgs[0].Object || msgs[0].Expires.IsZero() || msgs[1].Object || !msgs[1].Expires.IsZero() || msgs[0].QoS != 1 || msgs[0].Major != 1 {
 		t.Fatalf("fields %+v", msgs[:2])
 	}
@@ -190,7 +194,7 @@ func TestQueue(t *testing.T) {
 		t.Fatal("empty message accepted")
 	}
 	s.Close()
-	if _, err := s.Enqueue(ctx, QueuedMessage{Device: "d1", Interface: "i", Payload: []byte{1}}); err != ErrClosed {
+	if _, err := s.Enqueue(ctx, QueuedMessage{Device: "d1", Interface: "i", Payload: []byte{1}}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("enqueue after close = %v", err)
 	}
 }
