@@ -242,6 +242,20 @@ func TestNormalizeJSONInputs(t *testing.T) {
 	if got, err := Normalize(interfaces.LongInteger, json.Number("-9223372036854775808")); err != nil || got != int64(math.MinInt64) {
 		t.Errorf("json.Number longinteger: %v %v", got, err)
 	}
+	// Unsigned Go integers beyond int64 stay positive as doubles and are
+	// refused as longinteger.
+	if got, err := Normalize(interfaces.Double, uint64(math.MaxUint64)); err != nil || got != float64(math.MaxUint64) {
+		t.Errorf("uint64 max as double: %v %v", got, err)
+	}
+	if got, err := Normalize(interfaces.Double, uint(1)<<63); err != nil || got != float64(uint64(1)<<63) {
+		t.Errorf("uint 2^63 as double: %v %v", got, err)
+	}
+	if _, err := Normalize(interfaces.LongInteger, uint64(math.MaxInt64)+1); err == nil || !strings.Contains(err.Error(), "outside the 64-bit range") {
+		t.Errorf("uint64 2^63 as longinteger: %v", err)
+	}
+	if got, err := Normalize(interfaces.LongInteger, uint64(math.MaxInt64)); err != nil || got != int64(math.MaxInt64) {
+		t.Errorf("uint64 MaxInt64 as longinteger: %v %v", got, err)
+	}
 }
 
 func TestNormalizeInvalid(t *testing.T) {
