@@ -55,7 +55,7 @@ func Build(t testing.TB, pkg, name string) string {
 	}
 	sum := sha256.Sum256([]byte(ModuleRoot() + "\x00" + key))
 	dir := filepath.Join(os.TempDir(), "connector-host-test-bin", hex.EncodeToString(sum[:8]))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, name)
@@ -79,13 +79,9 @@ func Reference(t testing.TB) string {
 	return Build(t, "./testkit/cmd/connector-reference", "connector-reference")
 }
 
-func goTool() string {
-	p := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(p); err == nil {
-		return p
-	}
-	return "go"
-}
+// goTool is the go command of the toolchain running the tests: go test
+// puts its own GOROOT/bin first on PATH.
+func goTool() string { return "go" }
 
 // Logs collects log lines, safe for concurrent use.
 type Logs struct {
@@ -184,7 +180,10 @@ func StartHost(t testing.TB, plugins []Plugin, configure ...func(*config.Config)
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case <-done:
+		case err := <-done:
+			if err != nil {
+				t.Logf("host stopped: %v", err)
+			}
 		case <-time.After(30 * time.Second):
 			t.Errorf("host did not stop within 30s")
 		}
@@ -257,7 +256,7 @@ func (h *Host) Do(t testing.TB, method, path, body string, header http.Header) *
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatalf("%s %s: reading body: %v", method, path, err)
