@@ -20,8 +20,8 @@ func init() {
 // The sample data layout of the dev stack: entity tokens are fixed so that
 // records the plugin keeps in its SQLite store stay reachable across runs.
 const (
-	devProductToken = "product-6f1d2c3b4a5968778695a4b3c2d1e0f1"
-	devOrderToken   = "orderline-0a1b2c3d4e5f60718293a4b5c6d7e8f9"
+	devProductToken = "product-6f1d2c3b4a5968778695a4b3c2d1e0f1"   //nolint:gosec // an entity id of the sample data, not a credential
+	devOrderToken   = "orderline-0a1b2c3d4e5f60718293a4b5c6d7e8f9" //nolint:gosec // an entity id of the sample data, not a credential
 )
 
 func devDataLayout() map[string]any {

@@ -13,7 +13,7 @@ import (
 
 const (
 	devOAuthClientID     = "devstack"
-	devOAuthClientSecret = "devstack-local-secret"
+	devOAuthClientSecret = "devstack-local-secret" //nolint:gosec // fixed on purpose: it opens only the local test OAuth server
 )
 
 func init() {

@@ -21,9 +21,9 @@ import (
 // id and secret. They open nothing but this local emulator.
 const (
 	devStoaEmail        = "analyst@stoa.local"
-	devStoaPassword     = "stoa-dev-password"
+	devStoaPassword     = "stoa-dev-password" //nolint:gosec // fixed on purpose: it opens only the local emulator
 	devStoaClientID     = "stoa-dev-client"
-	devStoaClientSecret = "stoa-dev-client-secret"
+	devStoaClientSecret = "stoa-dev-client-secret" //nolint:gosec // fixed on purpose: it opens only the local emulator
 	devStoaCredential   = "stoa-dev"
 )
 

@@ -13,6 +13,6 @@ func get(url string) bool {
 	if err != nil {
 		return false
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close() // only the status is read
 	return resp.StatusCode == http.StatusOK
 }

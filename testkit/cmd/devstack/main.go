@@ -133,7 +133,7 @@ func linkPlugins(binDir, dataDir string) (string, map[string]bool, error) {
 	if err := os.RemoveAll(dir); err != nil {
 		return "", nil, err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", nil, err
 	}
 	apps := map[string]bool{}
