@@ -139,7 +139,7 @@ func (h *Host) Start(ctx context.Context) error {
 			return err
 		}
 		if err := h.router.Add(b.AppID, sup, router.ConnectorOptions{
-			Timeout: cc.Timeout.D(), MaxConcurrency: cc.MaxConcurrency, Settings: cc.Settings,
+			Timeout: cc.Timeout.D(), StreamTimeout: cc.StreamTimeout.D(), MaxConcurrency: cc.MaxConcurrency, Settings: cc.Settings,
 		}); err != nil {
 			return err
 		}

@@ -65,8 +65,11 @@ type Config struct {
 
 // Connector configures one connector.
 type Connector struct {
-	// Timeout is each call's deadline (e.g. "60s").
+	// Timeout is each unary call's deadline (e.g. "60s").
 	Timeout Duration `yaml:"timeout"`
+	// StreamTimeout is each streaming call's deadline; zero (the default)
+	// means none: a stream runs until it ends or its client goes away.
+	StreamTimeout Duration `yaml:"stream_timeout"`
 	// MaxConcurrency bounds calls in flight in the plugin; more wait.
 	MaxConcurrency int `yaml:"max_concurrency"`
 	// Settings are default settings; a request's settings override them
@@ -280,6 +283,9 @@ func (c *Config) For(appID string) Connector {
 	}
 	if cc.Timeout != 0 {
 		out.Timeout = cc.Timeout
+	}
+	if cc.StreamTimeout != 0 {
+		out.StreamTimeout = cc.StreamTimeout
 	}
 	if cc.MaxConcurrency != 0 {
 		out.MaxConcurrency = cc.MaxConcurrency

@@ -38,6 +38,7 @@ defaults:
 connectors:
   stoa:
     timeout: 2m
+    stream_timeout: 1h
     max_concurrency: 4
     settings: {environment: dev, download_workers: 3}
 `)
@@ -56,10 +57,10 @@ connectors:
 		t.Fatalf("env: %+v", c)
 	}
 	stoa := c.For("stoa")
-	if stoa.Timeout.D() != 2*time.Minute || stoa.MaxConcurrency != 4 || stoa.Settings["environment"] != "dev" {
+	if stoa.Timeout.D() != 2*time.Minute || stoa.StreamTimeout.D() != time.Hour || stoa.MaxConcurrency != 4 || stoa.Settings["environment"] != "dev" {
 		t.Fatalf("stoa: %+v", stoa)
 	}
-	if other := c.For("other"); other.Timeout.D() != 5*time.Second || other.MaxConcurrency != DefaultConcurrency {
+	if other := c.For("other"); other.Timeout.D() != 5*time.Second || other.StreamTimeout != 0 || other.MaxConcurrency != DefaultConcurrency {
 		t.Fatalf("other: %+v", other)
 	}
 	if err := c.ApplyEnv(func(k string) string {

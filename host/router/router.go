@@ -30,8 +30,12 @@ const DefaultMaxConcurrency = 256
 
 // ConnectorOptions configure one connector in the router.
 type ConnectorOptions struct {
-	// Timeout is the deadline of each call (default DefaultTimeout).
+	// Timeout is the deadline of each unary call (default DefaultTimeout).
 	Timeout time.Duration
+	// StreamTimeout is the deadline of each streaming call; zero means
+	// none: a stream runs until it ends, its client goes away or the host
+	// stops (a subscription or a large fetch outlives any unary deadline).
+	StreamTimeout time.Duration
 	// MaxConcurrency bounds calls in flight (default DefaultMaxConcurrency).
 	MaxConcurrency int
 	// Settings are default settings; a request's settings override them
@@ -90,6 +94,7 @@ type route struct {
 	appID    string
 	sup      *supervisor.Supervisor
 	timeout  time.Duration
+	streamTO time.Duration
 	sem      chan struct{}
 	defaults map[string]any
 }
@@ -135,7 +140,7 @@ func (r *Router) Add(appID string, sup *supervisor.Supervisor, o ConnectorOption
 	if o.MaxConcurrency <= 0 {
 		o.MaxConcurrency = DefaultMaxConcurrency
 	}
-	r.conns[appID] = &route{appID: appID, sup: sup, timeout: o.Timeout, sem: make(chan struct{}, o.MaxConcurrency), defaults: o.Settings}
+	r.conns[appID] = &route{appID: appID, sup: sup, timeout: o.Timeout, streamTO: o.StreamTimeout, sem: make(chan struct{}, o.MaxConcurrency), defaults: o.Settings}
 	r.order = append(r.order, appID)
 	sort.Strings(r.order)
 	return nil
@@ -194,16 +199,32 @@ type call struct {
 
 // begin resolves the route, waits for the plugin and a concurrency slot,
 // and builds the wire call. On success the caller must call end.
-func (r *Router) begin(ctx context.Context, req *Request) (*call, *Failure) {
+func (r *Router) begin(ctx context.Context, req *Request, stream bool) (*call, *Failure) {
 	rt, ok := r.conns[req.AppID]
 	if !ok {
 		return nil, hostFailure(HostAppID, sdk.NotFound, "router.Invoke", "no connector %q is loaded", req.AppID)
 	}
-	callCtx, cancel := context.WithTimeout(ctx, rt.timeout)
-	inst, err := rt.sup.Acquire(callCtx)
+	var callCtx context.Context
+	var cancel context.CancelFunc
+	switch {
+	case !stream:
+		callCtx, cancel = context.WithTimeout(ctx, rt.timeout)
+	case rt.streamTO > 0:
+		callCtx, cancel = context.WithTimeout(ctx, rt.streamTO)
+	default:
+		callCtx, cancel = context.WithCancel(ctx)
+	}
+	// Waiting for the plugin, a stored credential and a concurrency slot
+	// is bounded by the unary deadline, streams included.
+	waitCtx, waitDone := callCtx, context.CancelFunc(func() {})
+	if stream {
+		waitCtx, waitDone = context.WithTimeout(callCtx, rt.timeout)
+	}
+	defer waitDone()
+	inst, err := rt.sup.Acquire(waitCtx)
 	if err != nil {
 		cancel()
-		return nil, callFailure(req.AppID, req.Capability, ctx, callCtx, err)
+		return nil, callFailure(req.AppID, req.Capability, ctx, waitCtx, err)
 	}
 	c := &call{rt: rt, inst: inst, ctx: callCtx, stop: cancel}
 	if capa, ok := inst.Description.Capability(req.Capability); ok {
@@ -235,7 +256,7 @@ func (r *Router) begin(ctx context.Context, req *Request) (*call, *Failure) {
 			cancel()
 			return nil, hostFailure(req.AppID, sdk.BadRequest, "router.Invoke", "credential_id: this host keeps no stored credentials")
 		}
-		auth, werr := r.creds.Auth(callCtx, req.AppID, inst.Description, env.CredentialID)
+		auth, werr := r.creds.Auth(waitCtx, req.AppID, inst.Description, env.CredentialID)
 		if werr != nil {
 			cancel()
 			return nil, &Failure{AppID: req.AppID, Err: werr}
@@ -244,9 +265,9 @@ func (r *Router) begin(ctx context.Context, req *Request) (*call, *Failure) {
 	}
 	select {
 	case rt.sem <- struct{}{}:
-	case <-callCtx.Done():
+	case <-waitCtx.Done():
 		cancel()
-		return nil, callFailure(req.AppID, req.Capability, ctx, callCtx, callCtx.Err())
+		return nil, callFailure(req.AppID, req.Capability, ctx, waitCtx, waitCtx.Err())
 	}
 	c.release = r.maskAuth(c.wc.Auth)
 	return c, nil
@@ -288,7 +309,7 @@ func (r *Router) Invoke(ctx context.Context, req *Request) (*wire.Result, *Failu
 }
 
 func (r *Router) invoke(ctx context.Context, req *Request) (*wire.Result, *Failure) {
-	c, f := r.begin(ctx, req)
+	c, f := r.begin(ctx, req, false)
 	if f != nil {
 		return nil, f
 	}
@@ -369,7 +390,7 @@ func (r *Router) InvokeStream(ctx context.Context, req *Request, emit func(*wire
 			r.observer.ObserveCall(req.AppID, r.capLabel(req), code, time.Since(start))
 		}
 	}()
-	c, f := r.begin(ctx, req)
+	c, f := r.begin(ctx, req, true)
 	if f != nil {
 		code = f.Err.Code
 		return f

@@ -56,6 +56,9 @@ type SleepResponse struct {
 // StreamRequest is how many items stream sends.
 type StreamRequest struct {
 	N int `json:"n" jsonschema:"minimum=0,maximum=100000000"`
+	// IntervalMS pauses before each item (a slow or quiet stream); the
+	// pause honours cancellation.
+	IntervalMS int `json:"interval_ms,omitempty" jsonschema:"minimum=0,maximum=3600000"`
 }
 
 // StreamItem is one streamed item.
@@ -156,6 +159,13 @@ func crash(_ context.Context, req sdk.Request[Empty]) (Empty, error) {
 
 func stream(ctx context.Context, req sdk.Request[StreamRequest], out *sdk.Stream[StreamItem]) error {
 	for k := 0; k < req.Args.N; k++ {
+		if req.Args.IntervalMS > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Duration(req.Args.IntervalMS) * time.Millisecond):
+			}
+		}
 		if err := out.Send(StreamItem{I: k}); err != nil {
 			return err
 		}
