@@ -165,7 +165,7 @@ type TokenRequest struct {
 
 // TokenResponse is the response of generate_entity_token.
 type TokenResponse struct {
-	EntityToken string `json:"entity_token" jsonschema_extras:"x-secret=false"`
+	EntityToken string `json:"entity_token" jsonschema:"pattern=^\\S+-[0-9a-f]{32}$,description=The entity name lowercased without white space\\, a hyphen and 32 random hex digits" jsonschema_extras:"x-secret=false"`
 }
 
 // ValidateRequest is the request of validate_credentials.

@@ -104,10 +104,10 @@ type Result struct {
 // New returns a client for cfg.
 func New(cfg Config) (*Client, error) {
 	if cfg.APIKey == "" {
-		return nil, sdk.Errorf(sdk.IntegrationMissingParameter, "auth token: the DSYNC API key is required")
+		return nil, sdk.Errorf(sdk.IntegrationMissingParameter, "auth.token: the DSYNC API key is required")
 	}
 	if !httpguts.ValidHeaderFieldValue(cfg.APIKey) {
-		return nil, sdk.Errorf(sdk.InvalidValue, "auth token: the DSYNC API key contains characters not allowed in a header")
+		return nil, sdk.Errorf(sdk.InvalidValue, "auth.token: the DSYNC API key contains characters not allowed in a header")
 	}
 	if cfg.Endpoint == "" {
 		cfg.Endpoint = DefaultEndpoint
@@ -143,7 +143,7 @@ func New(cfg Config) (*Client, error) {
 func checkEndpoint(endpoint string) error {
 	req, err := http.NewRequest(http.MethodPost, endpoint, nil)
 	if err != nil || (req.URL.Scheme != "http" && req.URL.Scheme != "https") || req.URL.Host == "" {
-		return sdk.Errorf(sdk.InvalidValue, "realtime_endpoint: %q is not an absolute http(s) URL", endpoint)
+		return sdk.Errorf(sdk.InvalidValue, "settings.realtime_endpoint: %q is not an absolute http(s) URL", endpoint)
 	}
 	return nil
 }
