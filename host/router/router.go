@@ -401,15 +401,35 @@ func (r *Router) InvokeStream(ctx context.Context, req *Request, emit func(*wire
 		code = f.Err.Code
 		return f
 	}
-	ended := false
-	err := c.inst.Conn.InvokeStream(c.ctx, c.wc, func(ch *wire.Chunk) error {
+	ended, emitted, retry := false, false, false
+	// A stored credential the plugin rejects before its first item is
+	// refreshed once and the stream started again, as for a unary call.
+	mayRetry := req.Envelope.CredentialID != "" && r.creds != nil
+	forward := func(ch *wire.Chunk) error {
+		if mayRetry && !emitted && len(ch.NDJSON) == 0 && ch.Err != nil && rejectsCredential(ch.Err) {
+			retry, ended = true, true
+			return nil
+		}
 		if ch.Err != nil {
 			ch.Err = pluginFailure(req.AppID, ch.Err).Err
 			code = ch.Err.Code
 		}
+		emitted = true
 		ended = ch.End()
 		return emit(ch)
-	})
+	}
+	err := c.inst.Conn.InvokeStream(c.ctx, c.wc, forward)
+	if retry && err == nil {
+		auth, werr := r.creds.Refresh(c.ctx, req.AppID, c.inst.Description, req.Envelope.CredentialID, c.wc.Auth)
+		if werr != nil {
+			code = werr.Code
+			return &Failure{AppID: req.AppID, Err: werr}
+		}
+		c.wc.Auth = auth
+		defer r.maskAuth(auth)()
+		mayRetry, ended = false, false
+		err = c.inst.Conn.InvokeStream(c.ctx, c.wc, forward)
+	}
 	if err != nil && !ended {
 		c.rt.sup.ReportBroken(c.inst)
 		f := callFailure(req.AppID, req.Capability, ctx, c.ctx, err)

@@ -92,6 +92,7 @@ func New() *sdk.Integration {
 	}
 	sdk.Register(integ, "whoami", whoami, sdk.WithDescription("Calls GET /api/me of the OAuth server with the bearer token."))
 	sdk.Register(integ, "list_things", whoami, sdk.WithDescription("Same as whoami, with other declared scopes."))
+	registerStream(integ)
 	if os.Getenv(EnvOverrideRefresh) == "1" {
 		sdk.Register(integ, sdk.RefreshAccessToken, func(context.Context, sdk.Request[Empty]) (OverriddenRefresh, error) {
 			return OverriddenRefresh{ImplementedBy: "plugin"}, nil
