@@ -64,10 +64,10 @@ func (e *ClientError) Is(target error) bool { return target == e.Kind }
 // Code is the connector-host error code of the failure: request_timeout,
 // bad_gateway or invalid_response.
 func (e *ClientError) Code() sdk.Code {
-	switch e.Kind {
-	case ErrTimeout:
+	switch {
+	case errors.Is(e.Kind, ErrTimeout):
 		return sdk.RequestTimeout
-	case ErrBadProtocol:
+	case errors.Is(e.Kind, ErrBadProtocol):
 		return sdk.InvalidResponse
 	default:
 		return sdk.BadGateway
@@ -141,7 +141,7 @@ func (c *Client) Send(ctx context.Context, rawURL string, ev *Event, timeout tim
 	var ce *ClientError
 	if errors.As(err, &ce) {
 		e := sdk.Errorf(ce.Code(), "%w", ce)
-		e.Retryable = ce.Kind != ErrBadProtocol
+		e.Retryable = !errors.Is(ce.Kind, ErrBadProtocol)
 		return nil, e
 	}
 	if err != nil {
@@ -173,7 +173,7 @@ func (c *Client) roundTrip(ctx context.Context, u *url.URL, body []byte, timeout
 	if err != nil {
 		return nil, transportError(ctx, where, timeout, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		return nil, &ClientError{Kind: ErrFailedDependency, StatusCode: resp.StatusCode,

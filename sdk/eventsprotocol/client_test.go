@@ -136,7 +136,7 @@ func clientErr(t *testing.T, err error, kind error, code sdk.Code) *eventsprotoc
 		t.Fatalf("err = %v, want a *ClientError inside", err)
 	}
 	for _, k := range []error{eventsprotocol.ErrTimeout, eventsprotocol.ErrFailedDependency, eventsprotocol.ErrBadProtocol} {
-		if errors.Is(err, k) != (k == kind) {
+		if errors.Is(err, k) != errors.Is(k, kind) {
 			t.Errorf("errors.Is(%v, %v) = %v", err, k, errors.Is(err, k))
 		}
 	}
