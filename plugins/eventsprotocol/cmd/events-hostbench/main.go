@@ -1,0 +1,372 @@
+// Command events-hostbench measures the events gateway as a user runs it:
+// one `connector-host serve` process with the real connector-events-protocol
+// and connector-reference plugin processes, and HTTP calls from this
+// process on 127.0.0.1:
+//
+//	gateway: POST /events {"name":"reference:noop","version":1,"payload":{"request":{}}}
+//	         → host → events-protocol process_event → host callback (go-plugin
+//	         broker) → router → reference noop → back, answered
+//	         reference:noop:response
+//	direct:  POST /v1/connectors/reference/noop {"request":{}} (the baseline,
+//	         same host process, same run)
+//
+//	events-hostbench [-host bin/connector-host] [-plugin bin/plugins/connector-events-protocol]
+//	                 [-reference bin/testplugins/connector-reference] [-n 5000] [-duration 3s]
+//	                 [-out FILE]
+//
+// It prints a markdown table: p50, p99 and calls/s of each path with 1, 16
+// and 64 callers, and the ratios against the direct call (the target is a
+// gateway p50 at most 2.5× the direct p50).
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+type options struct {
+	host, plugin, reference string
+	serial                  int
+	duration                time.Duration
+	out                     string
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.host, "host", "bin/connector-host", "connector-host binary")
+	flag.StringVar(&o.plugin, "plugin", "bin/plugins/connector-events-protocol", "connector-events-protocol plugin binary")
+	flag.StringVar(&o.reference, "reference", "bin/testplugins/connector-reference", "connector-reference test plugin binary")
+	flag.IntVar(&o.serial, "n", 5000, "serial calls per path (one caller)")
+	flag.DurationVar(&o.duration, "duration", 3*time.Second, "duration of each concurrent run")
+	flag.StringVar(&o.out, "out", "", "also write the report (markdown) to this file")
+	flag.Parse()
+	report, err := run(o)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "events-hostbench:", err)
+		os.Exit(1)
+	}
+	fmt.Print(report)
+	if o.out != "" {
+		if err := os.WriteFile(o.out, []byte(report), 0o600); err != nil {
+			fmt.Fprintln(os.Stderr, "events-hostbench:", err)
+			os.Exit(1)
+		}
+	}
+}
+
+// caller makes one call and checks its answer.
+type caller func(ctx context.Context) error
+
+// point is one path at one number of callers.
+type point struct {
+	callers  int
+	p50, p99 time.Duration
+	rps      float64
+	calls    int
+	errors   int64
+	firstErr error
+}
+
+var levels = []int{1, 16, 64}
+
+func run(o options) (string, error) {
+	for _, p := range []string{o.host, o.plugin, o.reference} {
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("%s: %w (run `make build` first)", p, err)
+		}
+	}
+	dir, err := os.MkdirTemp("", "events-hostbench-")
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	proc, base, err := startServe(o, dir)
+	if err != nil {
+		return "", err
+	}
+	defer stopProc(proc)
+
+	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{
+		MaxIdleConns: 256, MaxIdleConnsPerHost: 256, IdleConnTimeout: time.Minute,
+	}}
+	direct := post(client, base+"/v1/connectors/reference/noop", []byte(`{"request":{}}`), checkEnvelope)
+	gateway := post(client, base+"/events",
+		[]byte(`{"name":"reference:noop","version":1,"id":"bench-id","flowId":"bench-flow","payload":{"request":{}}}`),
+		checkEvent)
+	paths := []struct {
+		name string
+		call caller
+	}{
+		{"direct: POST /v1/connectors/reference/noop", direct},
+		{"gateway: POST /events reference:noop", gateway},
+	}
+	for _, p := range paths { // warm up: connections, plugin goroutines, the broker stream
+		for i := 0; i < 500; i++ {
+			if err := p.call(context.Background()); err != nil {
+				return "", fmt.Errorf("%s warm-up: %w", p.name, err)
+			}
+		}
+	}
+	results := make([][]point, len(paths))
+	for _, n := range levels {
+		// The paths take turns at each level, so that drift of the
+		// machine affects both alike.
+		for k, p := range paths {
+			pt := measure(p.call, n, o)
+			if pt.errors > 0 {
+				return "", fmt.Errorf("%s with %d callers: %d errors, the first: %w", p.name, n, pt.errors, pt.firstErr)
+			}
+			results[k] = append(results[k], pt)
+		}
+	}
+	return format(o, paths[0].name, paths[1].name, results[0], results[1]), nil
+}
+
+// measure runs callers goroutines calling in a loop: o.serial calls when
+// alone, for o.duration otherwise. It records every call's latency.
+func measure(call caller, callers int, o options) point {
+	var (
+		mu       sync.Mutex
+		lat      []time.Duration
+		errs     atomic.Int64
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	deadline := time.Now().Add(o.duration)
+	var budget atomic.Int64
+	budget.Store(int64(o.serial))
+	start := time.Now()
+	for w := 0; w < callers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			local := make([]time.Duration, 0, 4096)
+			for {
+				if callers == 1 {
+					if budget.Add(-1) < 0 {
+						break
+					}
+				} else if time.Now().After(deadline) {
+					break
+				}
+				t0 := time.Now()
+				err := call(context.Background())
+				d := time.Since(t0)
+				if err != nil {
+					if errs.Add(1) == 1 {
+						mu.Lock()
+						firstErr = err
+						mu.Unlock()
+					}
+					continue
+				}
+				local = append(local, d)
+			}
+			mu.Lock()
+			lat = append(lat, local...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	sort.Slice(lat, func(a, b int) bool { return lat[a] < lat[b] })
+	pt := point{callers: callers, calls: len(lat), errors: errs.Load(), firstErr: firstErr}
+	if len(lat) > 0 {
+		pt.p50, pt.p99 = lat[len(lat)/2], lat[len(lat)*99/100]
+		pt.rps = float64(len(lat)) / elapsed.Seconds()
+	}
+	return pt
+}
+
+func post(client *http.Client, url string, body []byte, check func([]byte) error) caller {
+	return func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		b, err := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("HTTP %d: %.200s", resp.StatusCode, b)
+		}
+		return check(b)
+	}
+}
+
+// checkEnvelope accepts noop's success envelope.
+func checkEnvelope(b []byte) error {
+	if !bytes.HasPrefix(b, []byte(`{"response":{}`)) {
+		return fmt.Errorf("not noop's answer: %.200s", b)
+	}
+	return nil
+}
+
+// checkEvent accepts the gateway's answer to reference:noop.
+func checkEvent(b []byte) error {
+	var ev struct {
+		Name   string `json:"name"`
+		ID     string `json:"id"`
+		FlowID string `json:"flowId"`
+	}
+	if err := json.Unmarshal(b, &ev); err != nil {
+		return fmt.Errorf("answer is not an event: %w: %.200s", err, b)
+	}
+	if ev.Name != "reference:noop:response" || ev.ID != "bench-id" || ev.FlowID != "bench-flow" {
+		return fmt.Errorf("unexpected answer: %.200s", b)
+	}
+	return nil
+}
+
+func format(o options, directName, gatewayName string, direct, gateway []point) string {
+	var s strings.Builder
+	fmt.Fprintf(&s, "## Events gateway: noop through POST /events vs a direct call\n\n")
+	fmt.Fprintf(&s, "Machine: %s; %d CPUs; %s; GOMAXPROCS=%d. One `connector-host serve` process (log level warn) with the "+
+		"events-protocol and reference plugin processes; the callers are HTTP clients in another process on 127.0.0.1. "+
+		"%d serial calls for 1 caller, %v per run with 16 and 64 callers; the paths take turns at each level.\n\n",
+		machine(), runtime.NumCPU(), runtime.Version(), runtime.GOMAXPROCS(0), o.serial, o.duration)
+	fmt.Fprintf(&s, "| path | callers | p50 | p99 | calls/s | calls |\n|---|---|---|---|---|---|\n")
+	for _, set := range []struct {
+		name string
+		pts  []point
+	}{{directName, direct}, {gatewayName, gateway}} {
+		for _, p := range set.pts {
+			fmt.Fprintf(&s, "| %s | %d | %s | %s | %.0f | %d |\n", set.name, p.callers, us(p.p50), us(p.p99), p.rps, p.calls)
+		}
+	}
+	fmt.Fprintf(&s, "\n| gateway / direct | callers | measured | goal | |\n|---|---|---|---|---|\n")
+	for k := range direct {
+		d, g := direct[k], gateway[k]
+		p50 := float64(g.p50) / float64(d.p50)
+		goal, mark := "—", ""
+		if d.callers == 1 {
+			goal, mark = "≤ 2.50", "met"
+			if p50 > 2.5 {
+				mark = "**missed**"
+			}
+		}
+		fmt.Fprintf(&s, "| p50 | %d | %.2f | %s | %s |\n", d.callers, p50, goal, mark)
+		fmt.Fprintf(&s, "| p99 | %d | %.2f | — | |\n", d.callers, float64(g.p99)/float64(d.p99))
+		fmt.Fprintf(&s, "| calls/s | %d | %.2f | — | |\n", d.callers, g.rps/d.rps)
+	}
+	return s.String()
+}
+
+func us(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d)/1e3) }
+
+func machine() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return runtime.GOOS + "/" + runtime.GOARCH
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "model name") {
+			if _, v, ok := strings.Cut(line, ":"); ok {
+				return strings.TrimSpace(v) + ", " + runtime.GOOS + "/" + runtime.GOARCH
+			}
+		}
+	}
+	return runtime.GOOS + "/" + runtime.GOARCH
+}
+
+// startServe runs `connector-host serve` with both plugins (symlinked into
+// a plugin directory of its own) on a free 127.0.0.1 port, and waits until
+// both plugins are ready.
+func startServe(o options, dir string) (*exec.Cmd, string, error) {
+	plugins := filepath.Join(dir, "plugins")
+	if err := os.MkdirAll(plugins, 0o700); err != nil {
+		return nil, "", err
+	}
+	for name, bin := range map[string]string{"connector-events-protocol": o.plugin, "connector-reference": o.reference} {
+		abs, err := filepath.Abs(bin)
+		if err != nil {
+			return nil, "", err
+		}
+		if err := os.Symlink(abs, filepath.Join(plugins, name)); err != nil {
+			return nil, "", err
+		}
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, "", err
+	}
+	cmd := exec.Command(o.host, "serve", "--plugins", plugins, "--data", filepath.Join(dir, "data"), "--listen", addr, "--log-level", "warn")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, "", err
+	}
+	base := "http://" + addr
+	if err := waitReady(base + "/readyz"); err != nil {
+		stopProc(cmd)
+		return nil, "", fmt.Errorf("connector-host serve: %w", err)
+	}
+	return cmd, base, nil
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	addr := ln.Addr().String()
+	return addr, ln.Close()
+}
+
+func waitReady(url string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return errors.New(url + " did not answer 200 within 30s")
+}
+
+// stopProc stops the host as Ctrl-C does (it stops its plugins), then
+// kills it if it lingers.
+func stopProc(cmd *exec.Cmd) {
+	_ = cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
+}
