@@ -80,9 +80,9 @@ func (c *callback) Invoke(ctx context.Context, appID, capability string, body []
 			Message: "plugin " + c.caller + " is not allowed to call " + appID + "/" + capability + " (connectors." + c.caller + ".callbacks)",
 		}}, nil
 	}
-	env, err := envelope.Parse(body)
-	if err != nil {
-		return &wire.Result{Err: &wire.Error{Code: string(sdk.BadRequest), Message: err.Error(), RaisedBy: "host", RaisedIn: "host.callback"}}, nil
+	env, perr := envelope.Parse(body)
+	if perr != nil {
+		return inBand(&wire.Error{Code: string(sdk.BadRequest), Message: perr.Error(), RaisedBy: "host", RaisedIn: "host.callback"})
 	}
 	req := &router.Request{AppID: appID, Capability: capability, Envelope: env, RequestID: "cb-" + c.caller}
 	if c.router.IsStreaming(ctx, appID, capability) {
@@ -90,7 +90,7 @@ func (c *callback) Invoke(ctx context.Context, appID, capability string, body []
 	}
 	res, f := c.router.Invoke(ctx, req)
 	if f != nil {
-		return &wire.Result{Err: f.Err}, nil
+		return inBand(f.Err)
 	}
 	return res, nil
 }
@@ -109,3 +109,7 @@ func (c *callback) exists(ctx context.Context, appID, capability string) bool {
 	}
 	return false
 }
+
+// inBand answers a callback with an error envelope: the call itself
+// succeeded, the capability (or the host on its behalf) failed.
+func inBand(e *wire.Error) (*wire.Result, error) { return &wire.Result{Err: e}, nil }

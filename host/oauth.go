@@ -33,7 +33,7 @@ func (h *Host) setupOAuth() ([]router.Option, error) {
 		Logger:    h.logger.Named("oauth"),
 	})
 	if err != nil {
-		st.Close()
+		_ = st.Close() // the manager's error is the one to report
 		return nil, err
 	}
 	h.state, h.oauth = st, m

@@ -16,7 +16,7 @@ func writeFailure(w http.ResponseWriter, f *router.Failure) {
 	body := envelope.MarshalError(envelope.NewErrorBody(f.AppID, f.Err, status))
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_, _ = w.Write(append(body, '\n'))
+	_, _ = w.Write(append(body, '\n')) //nolint:gosec // G705: a JSON envelope served as application/json, not HTML
 }
 
 // writeHostError writes an error raised by the host itself.

@@ -165,12 +165,6 @@ func (s *Supervisor) Start(ctx context.Context) error {
 	}
 }
 
-func (s *Supervisor) readyChan() <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.readyCh
-}
-
 // Acquire returns the running instance, waiting for a (re)start until ctx
 // ends. It fails fast when the plugin is failed or stopped.
 func (s *Supervisor) Acquire(ctx context.Context) (*Instance, error) {
@@ -426,7 +420,7 @@ func (s *Supervisor) backoff() time.Duration {
 	}
 	d = min(d, s.opts.MaxBackoff)
 	half := d / 2
-	return half + time.Duration(rand.Int64N(int64(half)+1))
+	return half + time.Duration(rand.Int64N(int64(half)+1)) //nolint:gosec // G404: restart jitter, not a secret
 }
 
 func (s *Supervisor) kill(inst *Instance) {
