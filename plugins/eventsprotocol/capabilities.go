@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/invopop/jsonschema"
@@ -184,6 +185,9 @@ func newIntegration(reg *eventsprotocol.Registry) (*sdk.Integration, error) {
 
 func (p *plugin) sendEvent(ctx context.Context, req sdk.Request[SendEventRequest]) (SendEventResponse, error) {
 	a := req.Args
+	if u, err := url.Parse(a.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return SendEventResponse{}, sdk.Errorf(sdk.BadRequest, "request.url: must be an absolute http or https URL")
+	}
 	ev := &eventsprotocol.Event{
 		Name: a.Name, Version: a.Version, ID: a.ID, FlowID: a.FlowID,
 		Payload:  json.RawMessage(rawOrEmpty(a.Payload)),
@@ -203,7 +207,7 @@ func (p *plugin) processEvent(ctx context.Context, req sdk.Request[ProcessEventR
 	body := []byte(req.Args.Event)
 	if req.Args.Raw != nil {
 		if len(req.Args.Event) > 0 {
-			return EventData{}, sdk.Errorf(sdk.BadRequest, "request: give event or raw, not both")
+			return EventData{}, sdk.Errorf(sdk.BadRequest, "request.raw: not allowed with request.event (give one of them)")
 		}
 		body = []byte(*req.Args.Raw)
 	}

@@ -168,9 +168,10 @@ func TestSendEventFailures(t *testing.T) {
 			t.Errorf("%v: %d %s, want %d %s (%v)", tt.req, status, errorCode(out), tt.status, tt.code, out)
 		}
 	}
-	for _, url := range []string{"ftp://127.0.0.1/x", "not a url"} {
+	for _, url := range []string{"ftp://127.0.0.1/x", "not a url", "http:///events", "mailto:a@example.com"} {
 		status, out := invoke(t, integ, "send_event", map[string]any{"url": url, "name": "get:event", "version": 1, "payload": map[string]any{}})
-		if status != http.StatusBadRequest || errorCode(out) != "events-protocol.bad_request" {
+		msg, _ := out["error"].(map[string]any)["message"].(string)
+		if status != http.StatusBadRequest || errorCode(out) != "events-protocol.bad_request" || !strings.Contains(msg, "request.url") {
 			t.Errorf("url %q: %d %v", url, status, out)
 		}
 	}
@@ -216,10 +217,14 @@ func TestProcessEvent(t *testing.T) {
 	if status != 200 || ev["id"] != "9230c47c-3bcf-11ea-b77f-2e728ce88125" || ev["flowId"] != "a47830ca-3bcf-11ea-a232-2e728ce88125" {
 		t.Errorf("ids not copied: %v", ev)
 	}
-	for _, req := range []map[string]any{{}, {"event": seed, "raw": "x"}} {
-		status, out := invoke(t, integ, "process_event", req)
-		if status != http.StatusBadRequest || errorCode(out) != "events-protocol.bad_request" {
-			t.Errorf("%v: %d %v", req, status, out)
+	for _, tt := range []struct {
+		req   map[string]any
+		field string
+	}{{map[string]any{}, "request.event"}, {map[string]any{"event": seed, "raw": "x"}, "request.raw"}} {
+		status, out := invoke(t, integ, "process_event", tt.req)
+		msg, _ := out["error"].(map[string]any)["message"].(string)
+		if status != http.StatusBadRequest || errorCode(out) != "events-protocol.bad_request" || !strings.Contains(msg, tt.field) {
+			t.Errorf("%v: %d %v, want bad_request naming %s", tt.req, status, out, tt.field)
 		}
 	}
 }
