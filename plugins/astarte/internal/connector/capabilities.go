@@ -31,7 +31,7 @@ type GenerateDeviceIDRequest struct {
 
 // DeviceIDResponse carries a device id.
 type DeviceIDResponse struct {
-	DeviceID string `json:"device_id"`
+	DeviceID string `json:"device_id" jsonschema:"pattern=^[A-Za-z0-9_-]{21}[AQgw]$,description=128 bits as 22 characters of base64url without padding"`
 }
 
 // RegisterRequest is the request of register_device.
@@ -249,15 +249,18 @@ func (p *plugin) registerDevice(ctx context.Context, req sdk.Request[RegisterReq
 	switch {
 	case req.Auth.JWT != nil:
 		token = req.Auth.JWT.Token.Reveal()
+	case a.RealmPrivateKey != "" && a.RealmPrivateKeyFile != "":
+		return RegisterResponse{}, sdk.NewError(sdk.BadRequest, "request: give realm_private_key or realm_private_key_file, not both")
 	case a.RealmPrivateKey != "" || a.RealmPrivateKeyFile != "":
-		key := []byte(a.RealmPrivateKey.Reveal())
+		key, field := []byte(a.RealmPrivateKey.Reveal()), "request.realm_private_key"
 		if a.RealmPrivateKeyFile != "" {
 			if key, err = readKeyFile(a.RealmPrivateKeyFile); err != nil {
 				return RegisterResponse{}, err
 			}
+			field = "request.realm_private_key_file"
 		}
 		if token, err = pairing.NewRegistrationJWT(key, pairing.DefaultRegistrationTTL, time.Now()); err != nil {
-			return RegisterResponse{}, sdk.Errorf(sdk.BadRequest, "request: %v", err)
+			return RegisterResponse{}, sdk.Errorf(sdk.BadRequest, "%s: %v", field, err)
 		}
 	default:
 		return RegisterResponse{}, sdk.NewError(sdk.BadRequest, "a registration JWT (auth.jwt) or the realm private key (request.realm_private_key or realm_private_key_file) is required")
