@@ -333,3 +333,53 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkEncodeMarshal compares building and marshalling one
+// AstarteMessage with 0.7's generated types and 0.8's dynamic messages
+// (docs/adr/0005-msghub-0.8-descriptor-set.md), then unmarshalling it.
+func BenchmarkEncodeMarshal(b *testing.B) {
+	ind := &outgoing{iface: "com.example.I", path: "/a/b", typ: interfaces.Double, value: 1.5, timestamp: &ts}
+	obj := &outgoing{iface: "com.example.O", path: "/g", timestamp: &ts,
+		object:   map[string]any{"lat": 1.5, "lon": 2.5, "tags": []string{"a", "b"}},
+		objTypes: map[string]interfaces.MappingType{"lat": interfaces.Double, "lon": interfaces.Double, "tags": interfaces.StringArray}}
+	for _, p := range []Protocol{Protocol07, Protocol08} {
+		l := layouts[p]
+		for _, c := range []struct {
+			name string
+			o    *outgoing
+		}{{"individual", ind}, {"object", obj}} {
+			b.Run(string(p)+"/"+c.name+"/encode", func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					m, err := l.encode(c.o)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if _, err := proto.Marshal(m.Interface()); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			m, err := l.encode(c.o)
+			if err != nil {
+				b.Fatal(err)
+			}
+			raw, err := proto.Marshal(m.Interface())
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Run(string(p)+"/"+c.name+"/decode", func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					m := l.message.New()
+					if err := unmarshalSafe(raw, m.Interface()); err != nil {
+						b.Fatal(err)
+					}
+					if _, err := l.decode(m); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
