@@ -39,6 +39,16 @@ func RedirectFor(req *Event, url string, queryParameters map[string]any) (*Event
 	return answer(req, req.Name+suffixRedirect, raw), nil
 }
 
+// BadProtocolFor builds the answer to a body that is not a usable event,
+// as a Processor does: name "badProtocol", version 1, code
+// INVALID_COMMUNICATION_PROTOCOL, parameters {"fields": fields} (field →
+// reason), fresh id and flowId, empty identity, auth and metadata. Servers
+// use it for what they refuse before an event is read (a body over the
+// size limit, a method other than POST).
+func BadProtocolFor(fields map[string]string) *Event {
+	return badProtocol(&Event{}, fields)
+}
+
 // ErrorFor builds the error response to req: name "<name>:<errorType>",
 // payload {"code": code, "parameters": parameters} (nil becomes {}), the rest
 // copied from req. An invalid errorType is sent as ErrorGeneric; when req has

@@ -165,3 +165,35 @@ func TestErrorTypes(t *testing.T) {
 		}
 	}
 }
+
+func TestBadProtocolFor(t *testing.T) {
+	t.Parallel()
+	a := BadProtocolFor(map[string]string{"body": "must not exceed 10 bytes"})
+	b := BadProtocolFor(nil)
+	if a.Name != NameBadProtocol || a.Version != 1 || a.ID == "" || a.FlowID == "" || a.ID == b.ID || a.FlowID == b.FlowID {
+		t.Fatalf("events %+v %+v: want badProtocol v1 with fresh ids each", a, b)
+	}
+	if string(a.Payload) != `{"code":"INVALID_COMMUNICATION_PROTOCOL","parameters":{"fields":{"body":"must not exceed 10 bytes"}}}` {
+		t.Errorf("payload %s", a.Payload)
+	}
+	if string(b.Payload) != `{"code":"INVALID_COMMUNICATION_PROTOCOL","parameters":{"fields":{}}}` {
+		t.Errorf("payload without fields %s", b.Payload)
+	}
+	for _, o := range []json.RawMessage{a.Identity, a.Auth, a.Metadata} {
+		if string(o) != "{}" {
+			t.Errorf("identity/auth/metadata %s, want {}", o)
+		}
+	}
+	if _, err := ParseResponse(mustMarshal(t, a)); err != nil {
+		t.Errorf("not a valid response event: %v", err)
+	}
+}
+
+func mustMarshal(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
