@@ -121,6 +121,18 @@ func TestClientFillsIDs(t *testing.T) {
 	if resp.Event.ID != got[0].ID || resp.Event.FlowID != got[0].FlowID {
 		t.Errorf("response ids %q %q, sent %q %q", resp.Event.ID, resp.Event.FlowID, got[0].ID, got[0].FlowID)
 	}
+	// The event is POSTed as JSON (the emulator serves POST only).
+	if h := emu.ReceivedHeaders(); len(h) != 1 || h[0].Get("Content-Type") != "application/json; charset=utf-8" ||
+		h[0].Get("Accept") != "application/json" {
+		t.Errorf("request headers %v", h)
+	}
+	// Each event sent gets ids of its own.
+	if _, err := c.Send(context.Background(), emu.URL(), ev, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := emu.Received(); len(got) != 2 || got[1].ID == got[0].ID || got[1].FlowID == got[0].FlowID {
+		t.Errorf("two sends of one id-less event share ids: %+v", got)
+	}
 }
 
 // clientErr asserts that err is an *sdk.Error with code wrapping a

@@ -78,6 +78,7 @@ type Server struct {
 	srv      *http.Server
 	done     chan struct{}
 	received []eventsprotocol.Event
+	headers  []http.Header
 }
 
 // New returns a stopped emulator with every handler registered.
@@ -161,6 +162,18 @@ func (s *Server) Received() []eventsprotocol.Event {
 	return append([]eventsprotocol.Event(nil), s.received...)
 }
 
+// ReceivedHeaders returns the HTTP headers of the requests that carried
+// the events of Received, in the same order.
+func (s *Server) ReceivedHeaders() []http.Header {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]http.Header, len(s.headers))
+	for k, h := range s.headers {
+		out[k] = h.Clone()
+	}
+	return out
+}
+
 // serveEvents answers the HTTP-level behaviours itself and hands every other
 // request to the Processor.
 func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
@@ -177,6 +190,7 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		s.mu.Lock()
 		s.received = append(s.received, *ev)
+		s.headers = append(s.headers, r.Header.Clone())
 		s.mu.Unlock()
 		switch ev.Name {
 		case NameHTTPStatus:

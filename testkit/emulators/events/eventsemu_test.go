@@ -148,6 +148,14 @@ func TestEmulatorReceived(t *testing.T) {
 	if len(got) != 2 || got[0].Name != NameEcho || string(got[0].Payload) != `{"n":1}` || got[1].Name != NameInvalidJSON {
 		t.Errorf("Received = %+v", got)
 	}
+	h := emu.ReceivedHeaders()
+	if len(h) != 2 || h[0].Get("Content-Type") != "application/json" {
+		t.Errorf("ReceivedHeaders = %v", h)
+	}
+	h[0].Set("Content-Type", "changed")
+	if emu.ReceivedHeaders()[0].Get("Content-Type") != "application/json" {
+		t.Error("ReceivedHeaders returned the emulator's own headers, not copies")
+	}
 }
 
 // A slow handler stops when the client goes away, and Close does not wait
