@@ -1,11 +1,15 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/connector-host/connector-host/sdk/eventsprotocol"
 	eventsemu "github.com/connector-host/connector-host/testkit/emulators/events"
 	"github.com/connector-host/connector-host/testkit/harness"
 )
@@ -65,5 +69,63 @@ func TestThroughHost(t *testing.T) {
 	}
 	if strings.Contains(h.Logs.String(), secret) {
 		t.Errorf("event auth token found in the logs")
+	}
+}
+
+// A send_event in flight ends when its caller goes away: the host cancels
+// the plugin's call, whose HTTP request to the remote service is dropped
+// (the service sees its request context end), and the plugin goes on
+// serving.
+func TestSendEventCancelledThroughHost(t *testing.T) {
+	t.Parallel()
+	bin := harness.Build(t, "./plugins/eventsprotocol", "connector-events-protocol")
+	h := harness.StartHost(t, []harness.Plugin{{Path: bin}})
+	emu := emulator(t)
+	started, ended := make(chan struct{}), make(chan struct{})
+	err := emu.Registry().Add("test:block", 1, eventsprotocol.HandlerFunc(func(ctx context.Context, _ *eventsprotocol.Event) (any, error) {
+		close(started)
+		<-ctx.Done()
+		close(ended)
+		return nil, ctx.Err()
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(map[string]any{"request": map[string]any{
+		"url": emu.URL(), "name": "test:block", "version": 1, "payload": map[string]any{}, "timeout_ms": 600000}})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.URL+"/v1/connectors/events-protocol/send_event", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Request-Id", "cancel-me-1")
+	done := make(chan error, 1)
+	go func() {
+		resp, err := harness.Client.Do(req)
+		if err == nil {
+			_ = resp.Body.Close()
+		}
+		done <- err
+	}()
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the event never reached the remote service")
+	}
+	cancel()
+	<-done
+	select {
+	case <-ended:
+	case <-time.After(time.Second):
+		t.Fatal("the remote service's request was still open 1 s after the caller went away")
+	}
+	if !h.Logs.WaitFor(`"request_id":"cancel-me-1"`, 2*time.Second) {
+		t.Error("no log line of the cancelled call")
+	}
+	r := h.Post(t, "/v1/connectors/events-protocol/send_event",
+		`{"request":{"url":"`+emu.URL()+`","name":"get:event:example","version":1,"payload":{"example":"x"}}}`)
+	if r.Status != http.StatusOK {
+		t.Fatalf("after the cancellation: %d %s", r.Status, r.Body)
 	}
 }
