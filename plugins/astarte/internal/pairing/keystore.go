@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 )
 
 // KeyStore keeps each device's private key, certificate and credentials
@@ -19,6 +20,9 @@ import (
 // writes are atomic (temporary file, fsync, rename).
 type KeyStore struct {
 	dir string
+	// keyMu makes Key's load-or-create atomic, so that concurrent calls for
+	// a new device all get the one key that is stored.
+	keyMu sync.Mutex
 }
 
 // ErrNoCredentials is returned when a device has no stored key, certificate
@@ -127,6 +131,8 @@ func (s *KeyStore) Secret(realm, deviceID string) (string, error) {
 // Key returns the device key, creating and storing a new P-256 key if none
 // exists yet.
 func (s *KeyStore) Key(realm, deviceID string) (*ecdsa.PrivateKey, error) {
+	s.keyMu.Lock()
+	defer s.keyMu.Unlock()
 	k, err := s.LoadKey(realm, deviceID)
 	if err == nil {
 		return k, nil

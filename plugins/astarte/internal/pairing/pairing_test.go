@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -376,5 +377,35 @@ func TestKeyStorePaths(t *testing.T) {
 	}
 	if _, err := OpenKeyStore(""); err == nil {
 		t.Fatal("empty dir accepted")
+	}
+}
+
+// TestKeyCreatedOnce: calls that race to create a device's key all get the
+// one key that is stored (a CSR made from a key that was then overwritten
+// would give a certificate for no key).
+func TestKeyCreatedOnce(t *testing.T) {
+	t.Parallel()
+	ks, _ := OpenKeyStore(t.TempDir())
+	id, _ := NewDeviceID()
+	const n = 16
+	keys := make([]*ecdsa.PrivateKey, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for k := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			keys[k], errs[k] = ks.Key("myrealm", id)
+		}()
+	}
+	wg.Wait()
+	stored, err := ks.LoadKey("myrealm", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range n {
+		if errs[k] != nil || !keys[k].Equal(stored) {
+			t.Fatalf("call %d: %v; its key is not the stored one", k, errs[k])
+		}
 	}
 }
