@@ -61,6 +61,20 @@ type CertificateResponse struct {
 	NotAfter  time.Time `json:"not_after"`
 }
 
+// CSRResponse is the response of generate_device_csr.
+type CSRResponse struct {
+	DeviceID string `json:"device_id"`
+	// CSR is the PEM certificate signing request (public).
+	CSR string `json:"csr" jsonschema:"description=PEM certificate signing request: EC P-256 device key\\, subject O=Devices\\, CN=realm/device_id"`
+}
+
+// ImportCertificateRequest is the request of import_device_certificate.
+type ImportCertificateRequest struct {
+	DeviceID string `json:"device_id" jsonschema:"pattern=^[A-Za-z0-9_-]{22}$"`
+	// ClientCrt is the PEM certificate signed for the device key.
+	ClientCrt string `json:"client_crt" jsonschema:"minLength=1,description=PEM client certificate issued for the device key (e.g. from the CSR of generate_device_csr)"`
+}
+
 // HasCertificateResponse is the response of device_has_certificate.
 type HasCertificateResponse struct {
 	HasCertificate bool `json:"has_certificate"`
@@ -197,6 +211,8 @@ func register(integ *sdk.Integration, p *plugin) {
 	sdk.Register(integ, "generate_device_id", p.generateDeviceID, sdk.WithDescription("A device id: UUIDv5 of namespace and data, or a random UUIDv4"))
 	sdk.Register(integ, "register_device", p.registerDevice, sdk.WithDescription("Register a device with the Pairing API (JWT in auth.jwt, or signed with the realm private key); the credentials secret is stored"))
 	sdk.Register(integ, "obtain_device_certificate", p.obtainCertificate, sdk.WithDescription("Create the device key if needed, send a CSR and store the certificate"))
+	sdk.Register(integ, "generate_device_csr", p.generateCSR, sdk.WithDescription("Create the device key if needed and return a CSR for it (to have the certificate issued elsewhere)"))
+	sdk.Register(integ, "import_device_certificate", p.importCertificate, sdk.WithDescription("Store a certificate issued elsewhere for the device key, after checking its key, subject and validity period"))
 	sdk.Register(integ, "verify_device_certificate", p.verifyCertificate, sdk.WithDescription("Ask Astarte to verify the stored certificate"))
 	sdk.Register(integ, "device_has_certificate", p.hasCertificate, sdk.WithDescription("Whether a certificate is stored for the device"))
 	sdk.Register(integ, "certificate_is_valid", p.certificateIsValid, sdk.WithDescription("Check the stored certificate locally (validity period, key match), optionally also with Astarte"))
@@ -314,6 +330,68 @@ func (p *plugin) obtainCertificate(ctx context.Context, req sdk.Request[DeviceRe
 		return CertificateResponse{}, err
 	}
 	return CertificateResponse{DeviceID: req.Args.DeviceID, Subject: cert.Subject.String(), NotBefore: cert.NotBefore.UTC(), NotAfter: cert.NotAfter.UTC()}, nil
+}
+
+// localKeys returns the key store and realm of a call that needs no
+// Pairing API.
+func (p *plugin) localKeys(env *sdk.Envelope, id string) (*pairing.KeyStore, string, error) {
+	c, err := decodeSettings(env)
+	if err != nil {
+		return nil, "", err
+	}
+	realm, err := c.realm()
+	if err != nil {
+		return nil, "", err
+	}
+	if err := pairing.ValidateDeviceID(id); err != nil {
+		return nil, "", sdk.Errorf(sdk.BadRequest, "request.device_id: %v", err)
+	}
+	if _, err := p.state(); err != nil {
+		return nil, "", err
+	}
+	return p.keys, realm, nil
+}
+
+func (p *plugin) generateCSR(_ context.Context, req sdk.Request[DeviceRequest]) (CSRResponse, error) {
+	keys, realm, err := p.localKeys(req.Envelope, req.Args.DeviceID)
+	if err != nil {
+		return CSRResponse{}, err
+	}
+	key, err := keys.Key(realm, req.Args.DeviceID)
+	if err != nil {
+		return CSRResponse{}, err
+	}
+	csr, err := pairing.CreateCSR(key, realm, req.Args.DeviceID)
+	if err != nil {
+		return CSRResponse{}, err
+	}
+	return CSRResponse{DeviceID: req.Args.DeviceID, CSR: string(csr)}, nil
+}
+
+func (p *plugin) importCertificate(_ context.Context, req sdk.Request[ImportCertificateRequest]) (CertificateResponse, error) {
+	keys, realm, err := p.localKeys(req.Envelope, req.Args.DeviceID)
+	if err != nil {
+		return CertificateResponse{}, err
+	}
+	id := req.Args.DeviceID
+	cert, err := pairing.ParseCertificate([]byte(req.Args.ClientCrt))
+	if err != nil {
+		return CertificateResponse{}, sdk.Errorf(sdk.BadRequest, "request.client_crt: %v", err)
+	}
+	key, err := keys.LoadKey(realm, id)
+	if errors.Is(err, pairing.ErrNoCredentials) {
+		return CertificateResponse{}, sdk.Errorf(sdk.NotFound, "device %s has no key: call generate_device_csr and have its CSR signed first", id)
+	}
+	if err != nil {
+		return CertificateResponse{}, err
+	}
+	if err := pairing.CheckCertificate(cert, key, realm, id, time.Now(), 0); err != nil {
+		return CertificateResponse{}, sdk.Errorf(sdk.BadRequest, "request.client_crt: %v", err)
+	}
+	if err := keys.SaveCertificate(realm, id, []byte(req.Args.ClientCrt)); err != nil {
+		return CertificateResponse{}, err
+	}
+	return CertificateResponse{DeviceID: id, Subject: cert.Subject.String(), NotBefore: cert.NotBefore.UTC(), NotAfter: cert.NotAfter.UTC()}, nil
 }
 
 func (p *plugin) verifyCertificate(ctx context.Context, req sdk.Request[DeviceRequest]) (*pairing.Verification, error) {

@@ -4,8 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +18,7 @@ import (
 	"time"
 
 	"github.com/connector-host/connector-host/plugins/astarte/internal/interfaces"
+	"github.com/connector-host/connector-host/plugins/astarte/internal/pairing"
 	"github.com/connector-host/connector-host/plugins/astarte/internal/payload"
 	"github.com/connector-host/connector-host/sdk"
 	astarteemu "github.com/connector-host/connector-host/testkit/emulators/astarte"
@@ -277,6 +283,88 @@ func TestCapabilitiesEndToEnd(t *testing.T) {
 	if d := h.ok("send", map[string]any{"device_id": id, "interface": "org.astarte-platform.genericsensors.Values", "path": "/s1/value", "value": 1, "timestamp": ts}); d["delivery"] != "queued_stored" {
 		t.Fatalf("offline send %v", d)
 	}
+}
+
+// TestCSRAndImportedCertificate: a device key's CSR signed outside the
+// plugin (here by the Pairing API, called directly), imported, is the
+// certificate the device connects with; certificates of another key or
+// subject, or without a device key, are refused.
+func TestCSRAndImportedCertificate(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	other := h.pairDevice()
+	id := h.ok("generate_device_id", map[string]any{})["device_id"].(string)
+	h.ok("register_device", map[string]any{"device_id": id, "realm_private_key_file": filepath.Join(h.dir, "realm.key")})
+
+	h.fail("import_device_certificate", map[string]any{"device_id": id, "client_crt": "not a certificate"}, "bad_request", "request.client_crt")
+	otherPEM, err := h.plugin.keys.CertificatePEM("test", other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.fail("import_device_certificate", map[string]any{"device_id": id, "client_crt": string(otherPEM)}, "not_found", "generate_device_csr")
+
+	r := h.ok("generate_device_csr", map[string]any{"device_id": id})
+	csr, _ := r["csr"].(string)
+	if r["device_id"] != id || !strings.HasPrefix(csr, "-----BEGIN CERTIFICATE REQUEST-----") {
+		t.Fatalf("generate_device_csr %v", r)
+	}
+	// The key is kept: a second CSR is for the same key, with the subject
+	// Astarte wants.
+	first, second := parseCSR(t, csr), parseCSR(t, h.ok("generate_device_csr", map[string]any{"device_id": id})["csr"])
+	if !first.PublicKey.(*ecdsa.PublicKey).Equal(second.PublicKey) {
+		t.Fatal("a second CSR has another key")
+	}
+	if first.Subject.String() != "CN=test/"+id+",O=Devices" {
+		t.Fatalf("CSR subject %s", first.Subject)
+	}
+	if has := h.ok("device_has_certificate", map[string]any{"device_id": id}); has["has_certificate"] != false {
+		t.Fatalf("certificate before import: %v", has)
+	}
+	h.fail("import_device_certificate", map[string]any{"device_id": id, "client_crt": string(otherPEM)}, "bad_request", "does not match the device key")
+
+	client, err := pairing.NewClient(h.emu.PairingURL(), &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: h.emu.CAPool(), MinVersion: tls.VersionTLS12}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, err := h.plugin.keys.Secret("test", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crt, err := client.ObtainCertificate(context.Background(), "test", id, secret, []byte(csr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	imp := h.ok("import_device_certificate", map[string]any{"device_id": id, "client_crt": string(crt)})
+	if imp["device_id"] != id || imp["subject"] != "CN=test/"+id+",O=Devices" {
+		t.Fatalf("import %v", imp)
+	}
+	if v := h.ok("certificate_is_valid", map[string]any{"device_id": id, "remote": true}); v["valid"] != true {
+		t.Fatalf("imported certificate not valid: %v", v)
+	}
+	if st := h.ok("connect", map[string]any{"device_id": id, "wait": true, "timeout_ms": 20000}); st["state"] != "connected" {
+		t.Fatalf("connect with the imported certificate: %v", st)
+	}
+	if _, issued := h.emu.Registered(id); issued != 1 {
+		t.Fatalf("%d certificates issued, want the imported one only", issued)
+	}
+	h.ok("disconnect", map[string]any{"device_id": id})
+}
+
+func parseCSR(t *testing.T, v any) *x509.CertificateRequest {
+	t.Helper()
+	s, _ := v.(string)
+	block, _ := pem.Decode([]byte(s))
+	if block == nil || block.Type != "CERTIFICATE REQUEST" {
+		t.Fatalf("not a PEM CSR: %q", s)
+	}
+	csr, err := x509.ParseCertificateRequest(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		t.Fatal(err)
+	}
+	return csr
 }
 
 func TestErrorCodes(t *testing.T) {
