@@ -16,7 +16,11 @@
 //
 // It prints a markdown table: p50, p99 and calls/s of each path with 1, 16
 // and 64 callers, and the ratios against the direct call (the target is a
-// gateway p50 at most 2.5× the direct p50).
+// gateway p50 at most 2.5× the direct p50). A third path, a raw go-plugin
+// gRPC noop to a reference plugin process of this program's own (the
+// floor of hostbench), gives the gateway's structural floor: it makes three
+// gRPC round trips where the direct call makes one, so its p50 cannot be
+// below direct + 2 × raw.
 package main
 
 import (
@@ -39,6 +43,9 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/connector-host/connector-host/host/supervisor"
+	pb "github.com/connector-host/connector-host/proto/gen/connector/v1"
 )
 
 type options struct {
@@ -110,12 +117,18 @@ func run(o options) (string, error) {
 	gateway := post(client, base+"/events",
 		[]byte(`{"name":"reference:noop","version":1,"id":"bench-id","flowId":"bench-flow","payload":{"request":{}}}`),
 		checkEvent)
+	raw, stopRaw, err := rawCaller(o.reference)
+	if err != nil {
+		return "", err
+	}
+	defer stopRaw()
 	paths := []struct {
 		name string
 		call caller
 	}{
 		{"direct: POST /v1/connectors/reference/noop", direct},
 		{"gateway: POST /events reference:noop", gateway},
+		{"raw go-plugin gRPC noop (floor of one hop)", raw},
 	}
 	for _, p := range paths { // warm up: connections, plugin goroutines, the broker stream
 		for i := 0; i < 500; i++ {
@@ -136,7 +149,38 @@ func run(o options) (string, error) {
 			results[k] = append(results[k], pt)
 		}
 	}
-	return format(o, paths[0].name, paths[1].name, results[0], results[1]), nil
+	return format(o, paths[0].name, paths[1].name, paths[2].name, results[0], results[1], results[2]), nil
+}
+
+// rawCaller launches the reference plugin with the host's supervisor and
+// returns a caller of its noop straight over the plugin's gRPC connection.
+func rawCaller(reference string) (caller, func(), error) {
+	bin, err := supervisor.FromPath(reference)
+	if err != nil {
+		return nil, nil, err
+	}
+	bin.AppID = "reference"
+	sup := supervisor.New(supervisor.Options{Binary: bin})
+	if err := sup.Start(context.Background()); err != nil {
+		return nil, nil, fmt.Errorf("reference plugin: %w", err)
+	}
+	inst, err := sup.Acquire(context.Background())
+	if err != nil {
+		sup.Stop()
+		return nil, nil, err
+	}
+	c := pb.NewConnectorClient(inst.Conn.Conn())
+	call := func(ctx context.Context) error {
+		resp, err := c.Invoke(ctx, &pb.InvokeRequest{Capability: "noop", Request: []byte("{}"), RequestId: "bench"})
+		if err != nil {
+			return err
+		}
+		if e := resp.GetError(); e != nil {
+			return errors.New(e.GetMessage())
+		}
+		return nil
+	}
+	return call, sup.Stop, nil
 }
 
 // measure runs callers goroutines calling in a loop: o.serial calls when
@@ -242,7 +286,7 @@ func checkEvent(b []byte) error {
 	return nil
 }
 
-func format(o options, directName, gatewayName string, direct, gateway []point) string {
+func format(o options, directName, gatewayName, rawName string, direct, gateway, raw []point) string {
 	var s strings.Builder
 	fmt.Fprintf(&s, "## Events gateway: noop through POST /events vs a direct call\n\n")
 	fmt.Fprintf(&s, "Machine: %s; %d CPUs; %s; GOMAXPROCS=%d. One `connector-host serve` process (log level warn) with the "+
@@ -253,7 +297,7 @@ func format(o options, directName, gatewayName string, direct, gateway []point) 
 	for _, set := range []struct {
 		name string
 		pts  []point
-	}{{directName, direct}, {gatewayName, gateway}} {
+	}{{directName, direct}, {gatewayName, gateway}, {rawName, raw}} {
 		for _, p := range set.pts {
 			fmt.Fprintf(&s, "| %s | %d | %s | %s | %.0f | %d |\n", set.name, p.callers, us(p.p50), us(p.p99), p.rps, p.calls)
 		}
@@ -273,6 +317,12 @@ func format(o options, directName, gatewayName string, direct, gateway []point) 
 		fmt.Fprintf(&s, "| p99 | %d | %.2f | — | |\n", d.callers, float64(g.p99)/float64(d.p99))
 		fmt.Fprintf(&s, "| calls/s | %d | %.2f | — | |\n", d.callers, g.rps/d.rps)
 	}
+	d, g, r := direct[0], gateway[0], raw[0]
+	floor := d.p50 + 2*r.p50
+	fmt.Fprintf(&s, "\nStructural floor with one caller: the gateway makes three gRPC round trips (host → events-protocol, "+
+		"its callback → host, host → reference) where the direct call makes one, so its p50 is at least direct + 2 × raw = "+
+		"%s + 2 × %s = %s, a ratio of %.2f. Measured %s: %s (%.0f%%) above that floor.\n",
+		us(d.p50), us(r.p50), us(floor), float64(floor)/float64(d.p50), us(g.p50), us(g.p50-floor), 100*float64(g.p50-floor)/float64(floor))
 	return s.String()
 }
 
