@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -59,6 +60,20 @@ type CertificateResponse struct {
 	Subject   string    `json:"subject"`
 	NotBefore time.Time `json:"not_before"`
 	NotAfter  time.Time `json:"not_after"`
+}
+
+// ImportSecretRequest is the request of import_credentials_secret.
+type ImportSecretRequest struct {
+	DeviceID string `json:"device_id" jsonschema:"pattern=^[A-Za-z0-9_-]{22}$"`
+	// CredentialsSecret is the secret Astarte gave when the device was
+	// registered elsewhere (astartectl, the dashboard, the Pairing API).
+	CredentialsSecret sdk.Secret `json:"credentials_secret" jsonschema:"minLength=1,description=The device's credentials secret from a registration made elsewhere (astartectl\\, dashboard)"`
+}
+
+// ImportSecretResponse is the response of import_credentials_secret.
+type ImportSecretResponse struct {
+	DeviceID          string `json:"device_id"`
+	CredentialsStored bool   `json:"credentials_stored"`
 }
 
 // CSRResponse is the response of generate_device_csr.
@@ -211,6 +226,7 @@ func register(integ *sdk.Integration, p *plugin) {
 	sdk.Register(integ, "generate_device_id", p.generateDeviceID, sdk.WithDescription("A device id: UUIDv5 of namespace and data, or a random UUIDv4"))
 	sdk.Register(integ, "register_device", p.registerDevice, sdk.WithDescription("Register a device with the Pairing API (JWT in auth.jwt, or signed with the realm private key); the credentials secret is stored"))
 	sdk.Register(integ, "obtain_device_certificate", p.obtainCertificate, sdk.WithDescription("Create the device key if needed, send a CSR and store the certificate"))
+	sdk.Register(integ, "import_credentials_secret", p.importSecret, sdk.WithDescription("Store the credentials secret of a device registered elsewhere (astartectl, dashboard), as register_device would"))
 	sdk.Register(integ, "generate_device_csr", p.generateCSR, sdk.WithDescription("Create the device key if needed and return a CSR for it (to have the certificate issued elsewhere)"))
 	sdk.Register(integ, "import_device_certificate", p.importCertificate, sdk.WithDescription("Store a certificate issued elsewhere for the device key, after checking its key, subject and validity period"))
 	sdk.Register(integ, "verify_device_certificate", p.verifyCertificate, sdk.WithDescription("Ask Astarte to verify the stored certificate"))
@@ -350,6 +366,21 @@ func (p *plugin) localKeys(env *sdk.Envelope, id string) (*pairing.KeyStore, str
 		return nil, "", err
 	}
 	return p.keys, realm, nil
+}
+
+func (p *plugin) importSecret(_ context.Context, req sdk.Request[ImportSecretRequest]) (ImportSecretResponse, error) {
+	keys, realm, err := p.localKeys(req.Envelope, req.Args.DeviceID)
+	if err != nil {
+		return ImportSecretResponse{}, err
+	}
+	secret := req.Args.CredentialsSecret.Reveal()
+	if strings.TrimSpace(secret) != secret || strings.ContainsAny(secret, "\r\n") {
+		return ImportSecretResponse{}, sdk.NewError(sdk.BadRequest, "request.credentials_secret: must not contain white space at its ends or line breaks")
+	}
+	if err := keys.SaveSecret(realm, req.Args.DeviceID, secret); err != nil {
+		return ImportSecretResponse{}, err
+	}
+	return ImportSecretResponse{DeviceID: req.Args.DeviceID, CredentialsStored: true}, nil
 }
 
 func (p *plugin) generateCSR(_ context.Context, req sdk.Request[DeviceRequest]) (CSRResponse, error) {

@@ -350,6 +350,33 @@ func TestCSRAndImportedCertificate(t *testing.T) {
 	h.ok("disconnect", map[string]any{"device_id": id})
 }
 
+// TestImportedCredentialsSecret: a device registered elsewhere (as with
+// astartectl) works from its credentials secret: certificate, connection.
+func TestImportedCredentialsSecret(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	id := h.ok("generate_device_id", map[string]any{})["device_id"].(string)
+	h.fail("obtain_device_certificate", map[string]any{"device_id": id}, "not_found", "credentials secret")
+	secret := h.emu.RegisterDevice(id)
+
+	// A wrong secret is stored as given; the Pairing API refuses it (403).
+	h.ok("import_credentials_secret", map[string]any{"device_id": id, "credentials_secret": "wrong-" + secret})
+	h.fail("obtain_device_certificate", map[string]any{"device_id": id}, "permission_denied", "pairing credentials: HTTP 403")
+	h.fail("import_credentials_secret", map[string]any{"device_id": id, "credentials_secret": secret + "\n"}, "bad_request", "request.credentials_secret")
+
+	r := h.ok("import_credentials_secret", map[string]any{"device_id": id, "credentials_secret": secret})
+	if r["device_id"] != id || r["credentials_stored"] != true || len(r) != 2 {
+		t.Fatalf("import_credentials_secret %v", r)
+	}
+	if cert := h.ok("obtain_device_certificate", map[string]any{"device_id": id}); cert["subject"] != "CN=test/"+id+",O=Devices" {
+		t.Fatalf("certificate %v", cert)
+	}
+	if st := h.ok("connect", map[string]any{"device_id": id, "wait": true, "timeout_ms": 20000}); st["state"] != "connected" {
+		t.Fatalf("connect %v", st)
+	}
+	h.ok("disconnect", map[string]any{"device_id": id})
+}
+
 func parseCSR(t *testing.T, v any) *x509.CertificateRequest {
 	t.Helper()
 	s, _ := v.(string)
