@@ -51,7 +51,7 @@ func (s *Server) listConnectors(w http.ResponseWriter, _ *http.Request) {
 	out := make([]connectorSummary, 0, len(s.opts.Router.AppIDs()))
 	for _, id := range s.opts.Router.AppIDs() {
 		sup, _ := s.opts.Router.Supervisor(id)
-		st, lastErr, _ := sup.Status()
+		st, _, lastErr := sup.Status()
 		c := connectorSummary{AppID: id, Status: string(st), Capabilities: []string{}}
 		if lastErr != nil && st != "ready" {
 			c.Error = lastErr.Error()

@@ -228,12 +228,12 @@ func (e *FailedError) Error() string {
 
 func (e *FailedError) Unwrap() error { return e.Err }
 
-// Status reports the state, the last launch or crash error, and the number
-// of restarts.
-func (s *Supervisor) Status() (State, error, int) {
+// Status reports the state, the number of restarts, and the last launch or
+// crash error.
+func (s *Supervisor) Status() (State, int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.state, s.lastErr, s.restarts
+	return s.state, s.restarts, s.lastErr
 }
 
 // LastError is the last launch or crash error.

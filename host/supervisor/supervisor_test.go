@@ -167,7 +167,7 @@ func TestRestartAfterKill(t *testing.T) {
 	if err != nil || inst.Generation != 2 || inst.PID() == pid {
 		t.Fatalf("after restart: %v gen %d", err, inst.Generation)
 	}
-	if _, _, n := s.Status(); n != 1 {
+	if _, n, _ := s.Status(); n != 1 {
 		t.Fatalf("restarts = %d", n)
 	}
 }

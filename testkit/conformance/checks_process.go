@@ -274,7 +274,7 @@ func (s *session) checkRestart() Result {
 		return st == supervisor.Failed
 	})
 	if !ok || back == nil {
-		st, lastErr, _ := sup.Status()
+		st, _, lastErr := sup.Status()
 		reason := fmt.Sprintf("the plugin did not come back within %v of kill -9 (state %s)", RestartWithin, st)
 		if lastErr != nil {
 			reason += ": " + lastErr.Error()
