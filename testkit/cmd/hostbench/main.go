@@ -6,6 +6,9 @@
 //	(b) router: the host's router in-process (a + routing)
 //	(c) http:   an HTTP call to a `connector-host serve` process
 //	(d) bare:   an HTTP call to a bare net/http no-op server process
+//	(e) proxy:  an HTTP call to a minimal net/http → go-plugin gRPC proxy
+//	            process (no envelope, router or error mapping): the cost of
+//	            composing the two libraries, which no host can go below
 //
 // plus plugin cold start (launch + AutoMTLS handshake + Describe) and the
 // memory of the reference plugin, a minimal go-plugin plugin and the host.
@@ -36,11 +39,19 @@ import (
 	pb "github.com/connector-host/connector-host/proto/gen/connector/v1"
 )
 
-const bareEnv = "HOSTBENCH_BARE_ADDR"
+const (
+	bareEnv  = "HOSTBENCH_BARE_ADDR"
+	proxyEnv = "HOSTBENCH_PROXY_ADDR"
+	refEnv   = "HOSTBENCH_REFERENCE"
+)
 
 func main() {
 	if addr := os.Getenv(bareEnv); addr != "" {
 		serveBare(addr)
+		return
+	}
+	if addr := os.Getenv(proxyEnv); addr != "" {
+		serveProxy(addr, os.Getenv(refEnv))
 		return
 	}
 	var o options
@@ -202,11 +213,20 @@ func run(o options) (string, error) {
 		return "", err
 	}
 	defer stopProc(hostProc)
-	bareProc, bareURL, err := startBare()
+	bareProc, bareURL, err := startSelf(bareEnv + "=")
 	if err != nil {
 		return "", err
 	}
 	defer stopProc(bareProc)
+	refAbs, err := filepath.Abs(o.reference)
+	if err != nil {
+		return "", err
+	}
+	proxyProc, proxyURL, err := startSelf(proxyEnv+"=", refEnv+"="+refAbs)
+	if err != nil {
+		return "", err
+	}
+	defer stopProc(proxyProc)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 128, MaxIdleConns: 256}, Timeout: 30 * time.Second}
 	post := func(url string) caller {
 		body := []byte(`{"request":{}}`)
@@ -235,6 +255,7 @@ func run(o options) (string, error) {
 		{"(b) router in-process", routerCall},
 		{"(c) HTTP → connector-host serve", post(hostURL + "/v1/connectors/reference/noop")},
 		{"(d) bare net/http no-op", post(bareURL + "/noop")},
+		{"(e) minimal net/http → gRPC proxy", post(proxyURL + "/noop")},
 	} {
 		r, err := measure(m.name, m.call, o)
 		if err != nil {
@@ -276,7 +297,7 @@ func run(o options) (string, error) {
 }
 
 func format(o options, rs []result, colds []time.Duration, refRSS, servedRSS, minRSS, hostRSS int) string {
-	a, b, c, d := rs[0], rs[1], rs[2], rs[3]
+	a, b, c, d, e := rs[0], rs[1], rs[2], rs[3], rs[4]
 	var s strings.Builder
 	fmt.Fprintf(&s, "## Host: noop through every layer\n\n")
 	fmt.Fprintf(&s, "Machine: %s; %d CPUs; %s; GOMAXPROCS=%d. %d serial calls per row, %v per concurrent run.\n\n",
@@ -307,6 +328,10 @@ func format(o options, rs []result, colds []time.Duration, refRSS, servedRSS, mi
 	row("(c) p50 / ((d) p50 + (a) p50)", ratio(c.p50, floorP50), 1.2, true)
 	row("(c) calls/s @64 / (1/(1/(d) + 1/(a)))", c.rps64/floorRPS, 0.8, false)
 	row("(c) p50 / (a) p50 (issue 2, superseded)", ratio(c.p50, a.p50), 1.5, true)
+	fmt.Fprintf(&s, "\nThe composition floor, (e): a minimal net/http → gRPC proxy, none of the host's work.\n\n")
+	fmt.Fprintf(&s, "| (e) p50 / ((d) p50 + (a) p50) | (c) p50 / (e) p50 | (e) calls/s @64 / floor | (c) calls/s @64 / (e) |\n|---|---|---|---|\n")
+	fmt.Fprintf(&s, "| %.2f | %.2f | %.2f | %.2f |\n\n", ratio(e.p50, floorP50), ratio(c.p50, e.p50), e.rps64/floorRPS, c.rps64/e.rps64)
+	fmt.Fprintf(&s, "| other targets | measured | goal | |\n|---|---|---|---|\n")
 	row("(c) calls/s @64 / (a) calls/s @64 (issue 2, superseded)", c.rps64/a.rps64, 0.6, false)
 	row("cold start p50, ms", ms(colds[len(colds)/2]), 60, true)
 	row("reference plugin RSS / minimal go-plugin plugin RSS", float64(refRSS)/float64(minRSS), 1.25, true)
@@ -404,7 +429,9 @@ func startServe(o options) (*exec.Cmd, string, error) {
 	return cmd, url, nil
 }
 
-func startBare() (*exec.Cmd, string, error) {
+// startSelf runs this program again as a baseline server: env's first
+// entry is the mode variable ("NAME="), given a free address.
+func startSelf(env ...string) (*exec.Cmd, string, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, "", err
@@ -414,7 +441,7 @@ func startBare() (*exec.Cmd, string, error) {
 		return nil, "", err
 	}
 	cmd := exec.Command(self)
-	cmd.Env = append(os.Environ(), bareEnv+"="+addr)
+	cmd.Env = append(append(os.Environ(), env[0]+addr), env[1:]...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, "", err
@@ -466,5 +493,46 @@ func serveBare(addr string) {
 	if err := http.ListenAndServe(addr, mux); err != nil { //nolint:gosec // the bare net/http baseline on 127.0.0.1, kept as plain as can be
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
+	}
+}
+
+// serveProxy is the (e) baseline: net/http in front of the reference
+// plugin's gRPC connection, with none of the host's work (no envelope,
+// router, settings, credentials or error mapping) — only the composition
+// of the two libraries and three processes that every host pays.
+func serveProxy(addr, reference string) {
+	fail := func(err error) {
+		fmt.Fprintln(os.Stderr, "hostbench proxy:", err)
+		os.Exit(1)
+	}
+	bin, err := supervisor.FromPath(reference)
+	if err != nil {
+		fail(err)
+	}
+	bin.AppID = "reference"
+	sup := supervisor.New(supervisor.Options{Binary: bin})
+	if err := sup.Start(context.Background()); err != nil {
+		fail(err)
+	}
+	defer sup.Stop()
+	inst, err := sup.Acquire(context.Background())
+	if err != nil {
+		fail(err)
+	}
+	client := pb.NewConnectorClient(inst.Conn.Conn())
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(200) })
+	mux.HandleFunc("/noop", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		resp, err := client.Invoke(r.Context(), &pb.InvokeRequest{Capability: "noop", Request: []byte("{}")})
+		if err != nil || resp.GetError() != nil {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(append(append([]byte(`{"response":`), resp.GetSuccess().GetResponse()...), '}', '\n'))
+	})
+	if err := http.ListenAndServe(addr, mux); err != nil { //nolint:gosec // a baseline on 127.0.0.1, kept as plain as can be
+		fail(err)
 	}
 }
