@@ -94,6 +94,7 @@ bench: build benchbins
 	$(GO) run ./plugins/astarte/cmd/msghub-hostbench -host $(BIN)/connector-host -plugin $(BIN)/plugins/connector-astarte
 	$(GO) run ./testkit/emulators/stoa/cmd/stoa-bench -host $(BIN)/connector-host -plugin $(BIN)/plugins/connector-stoa
 	$(GO) run ./plugins/eventsprotocol/cmd/events-hostbench -host $(BIN)/connector-host -plugin $(BIN)/plugins/connector-events-protocol -reference $(BIN)/testplugins/connector-reference
+	$(GO) run ./plugins/dsync/cmd/dsync-hostbench -host $(BIN)/connector-host -plugin $(BIN)/plugins/connector-dsync
 
 ## run: build, start the local emulators and the host with every plugin
 run: build
