@@ -130,10 +130,11 @@ func (s *session) compileDescription() ([]string, int) {
 	}
 	for _, m := range d.AuthModels {
 		if add("auth model "+m.Kind+" schema", m.Schema, true) {
-			if _, err := compileSchema("auth."+m.Kind, m.Schema); err != nil {
+			if sch, err := compileSchema("auth."+m.Kind, m.Schema); err != nil {
 				problems = append(problems, fmt.Sprintf("auth model %s schema %v", m.Kind, err))
 			} else {
 				s.authSchemas[m.Kind] = m.Schema
+				s.authCompiled[m.Kind] = sch
 				n++
 			}
 		}

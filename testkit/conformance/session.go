@@ -57,6 +57,9 @@ type session struct {
 	respSchemas map[string]*validator.Schema
 	settings    *validator.Schema
 	authSchemas map[string]json.RawMessage
+	// authCompiled are the compiled schemas of the accepted credential
+	// kinds.
+	authCompiled map[string]*validator.Schema
 
 	mu         sync.Mutex
 	httpErrors []seenError
@@ -104,11 +107,12 @@ func newSession(ctx context.Context, binary string, opts Options) (*session, err
 	s := &session{
 		ctx: ctx, opts: opts, binary: abs, base: filepath.Base(abs),
 		logs: newLogCapture(), tmp: tmp,
-		client:      &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: ConcurrentCalls * 2, DisableCompression: true}},
-		reqSchemas:  map[string]*validator.Schema{},
-		respSchemas: map[string]*validator.Schema{},
-		authSchemas: map[string]json.RawMessage{},
-		baselines:   map[string]*outcome{},
+		client:       &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: ConcurrentCalls * 2, DisableCompression: true}},
+		reqSchemas:   map[string]*validator.Schema{},
+		respSchemas:  map[string]*validator.Schema{},
+		authSchemas:  map[string]json.RawMessage{},
+		authCompiled: map[string]*validator.Schema{},
+		baselines:    map[string]*outcome{},
 	}
 	s.fixtures, s.fixtureErr = LoadFixtures(opts.Fixtures)
 	return s, nil
@@ -520,19 +524,80 @@ func (s *session) fixtureFor(capability string, ok func(*Fixture) bool) *Fixture
 	return nil
 }
 
-// contextFixture returns a fixture whose settings and auth make a good
-// context for a probe of capability: one for the same capability, else
-// any fixture, else nil.
+// contextFixture returns the fixture whose settings and auth make the
+// context of a probe of capability (bad_request probes, canary calls,
+// streams without a success case), or nil. A context is taken only from a
+// fixture whose settings and auth the plugin accepts: in order, a case of
+// capability that expects success, then one whose expected error is not
+// about the credentials or the settings, then the same two for any other
+// capability (settings and auth are the plugin's, shared by its
+// capabilities). Never from a case that expects an auth or settings error
+// (an unaccepted credential kind, a missing API key, a bad setting): the
+// probes sent with that context would be refused for it, not for the field
+// they break.
 func (s *session) contextFixture(capability string) *Fixture {
-	if f := s.fixtureFor(capability, func(f *Fixture) bool { return !f.Slow }); f != nil {
-		return f
-	}
-	for _, f := range s.fixtures {
-		if !f.Slow {
-			return f
+	for _, sameCap := range []bool{true, false} {
+		for _, ok := range []func(*Fixture) bool{isSuccessCase, s.isNeutralErrorCase} {
+			for _, f := range s.fixtures {
+				if (f.Capability == capability) == sameCap && ok(f) {
+					return f
+				}
+			}
 		}
 	}
 	return nil
+}
+
+// authSettingsCodes are the error codes that are about the credentials or
+// the settings rather than the request.
+var authSettingsCodes = map[string]bool{
+	"unauthenticated": true, "unauthorized": true, "authentication_expired": true, "creds_revoked": true,
+	"permission_denied": true, "integration_missing_parameter": true,
+}
+
+// isNeutralErrorCase reports whether a fixture expects an error that is not
+// about its auth or settings: not slow, a code that is not about
+// credentials, no expected message naming auth or settings, credentials of
+// kinds the plugin accepts that validate against their schema, and
+// settings that validate against the settings schema.
+func (s *session) isNeutralErrorCase(f *Fixture) bool {
+	if f.Slow || f.Expect.ErrorCode == "" || authSettingsCodes[f.expectedCode()] {
+		return false
+	}
+	for _, m := range f.Expect.MessageContains {
+		m = strings.TrimSpace(m)
+		if strings.HasPrefix(m, "auth") || strings.HasPrefix(m, "settings") {
+			return false
+		}
+	}
+	return s.acceptsContext(f.Settings, f.Auth)
+}
+
+// acceptsContext reports whether settings and auth pass the plugin's
+// settings schema and the schemas of the credential kinds it accepts.
+func (s *session) acceptsContext(settings, auth json.RawMessage) bool {
+	if s.settings != nil && len(settings) > 0 && string(settings) != "null" {
+		if msg := validationMessage(s.settings, settings); msg != "" {
+			return false
+		}
+	}
+	if len(auth) == 0 || string(auth) == "null" {
+		return true
+	}
+	var kinds map[string]json.RawMessage
+	if json.Unmarshal(auth, &kinds) != nil {
+		return false
+	}
+	for kind, obj := range kinds {
+		sch, ok := s.authCompiled[kind]
+		if !ok {
+			return false
+		}
+		if msg := validationMessage(sch, obj); msg != "" {
+			return false
+		}
+	}
+	return true
 }
 
 // isSuccessCase reports whether a fixture expects a success.

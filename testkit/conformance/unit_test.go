@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	validator "github.com/santhosh-tekuri/jsonschema/v6"
+
 	"github.com/connector-host/connector-host/internal/wire"
 )
 
@@ -451,5 +453,82 @@ func TestReportOutput(t *testing.T) {
 	}
 	if doc.OK || doc.Summary.Fail != 1 || len(doc.Checks) != 3 || doc.Checks[1].Status != "FAIL" || doc.Checks[0].Details == nil {
 		t.Fatalf("json report %s", js)
+	}
+}
+
+// TestContextFixture: the probes' settings and auth come from a case that
+// expects success, else from one whose expected error is not about the
+// credentials or the settings, else from no case at all; never from a case
+// that expects an auth or settings error, even when it sorts first.
+func TestContextFixture(t *testing.T) {
+	t.Parallel()
+	s := &session{authCompiled: map[string]*validator.Schema{}}
+	var err error
+	if s.settings, err = compileSchema("settings", json.RawMessage(`{"type":"object","properties":{"region":{"type":"string","enum":["eu","us"]}},"additionalProperties":false}`)); err != nil {
+		t.Fatal(err)
+	}
+	if s.authCompiled["token"], err = compileSchema("auth.token", json.RawMessage(`{"type":"object","properties":{"token":{"type":"string","minLength":1}},"required":["token"]}`)); err != nil {
+		t.Fatal(err)
+	}
+	fx := func(name, capability, settings, auth, expect string) *Fixture {
+		t.Helper()
+		doc := `{"name":"` + name + `","capability":"` + capability + `","request":{}`
+		if settings != "" {
+			doc += `,"settings":` + settings
+		}
+		if auth != "" {
+			doc += `,"auth":` + auth
+		}
+		if expect != "" {
+			doc += `,"expect":` + expect
+		}
+		f, err := ParseFixture(name+".json", []byte(doc+"}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	var (
+		unaccepted   = fx("a_unaccepted_kind", "get", "", `{"basic":{"username":"u","password":"p"}}`, `{"error_code":"bad_request","message_contains":["auth.basic"]}`)
+		noKey        = fx("b_no_key", "get", `{"region":"eu"}`, "", `{"error_code":"unauthenticated"}`)
+		badSetting   = fx("c_bad_setting", "get", `{"region":"mars"}`, `{"token":{"token":"t"}}`, `{"error_code":"bad_request"}`)
+		emptyToken   = fx("d_empty_token", "get", "", `{"token":{"token":""}}`, `{"error_code":"bad_request"}`)
+		namesAuth    = fx("e_names_auth", "get", "", `{"token":{"token":"t"}}`, `{"error_code":"invalid_value","message_contains":["auth.token"]}`)
+		notFound     = fx("f_not_found", "get", `{"region":"eu"}`, `{"token":{"token":"t"}}`, `{"error_code":"not_found"}`)
+		success      = fx("g_success", "get", `{"region":"us"}`, `{"token":{"token":"t"}}`, "")
+		slowSuccess  = fx("h_slow", "wait", "", `{"token":{"token":"t"}}`, "")
+		otherSuccess = fx("i_other_success", "list", `{"region":"us"}`, `{"token":{"token":"t"}}`, "")
+	)
+	slowSuccess.Slow = true
+	for _, c := range []struct {
+		name     string
+		fixtures []*Fixture
+		capa     string
+		want     *Fixture
+	}{
+		{"success first", []*Fixture{unaccepted, noKey, badSetting, emptyToken, namesAuth, notFound, success}, "get", success},
+		{"else a neutral error", []*Fixture{unaccepted, noKey, badSetting, emptyToken, namesAuth, notFound}, "get", notFound},
+		{"else another capability's success", []*Fixture{unaccepted, noKey, badSetting, emptyToken, namesAuth, otherSuccess}, "get", otherSuccess},
+		{"else none", []*Fixture{unaccepted, noKey, badSetting, emptyToken, namesAuth, slowSuccess}, "get", nil},
+		{"never a slow case", []*Fixture{slowSuccess}, "wait", nil},
+		{"a neutral error of another capability", []*Fixture{unaccepted, notFound}, "list", notFound},
+	} {
+		s.fixtures = c.fixtures
+		got := s.contextFixture(c.capa)
+		if got != c.want {
+			name := func(f *Fixture) string {
+				if f == nil {
+					return "none"
+				}
+				return f.Name
+			}
+			t.Errorf("%s: context from %s, want %s", c.name, name(got), name(c.want))
+		}
+	}
+	// The probes' settings and auth follow.
+	s.fixtures = []*Fixture{unaccepted, success}
+	settings, auth, _, ctxFields := s.probeContext("get")
+	if string(settings) != `{"region":"us"}` || string(auth) != `{"token":{"token":"t"}}` || len(ctxFields) != 0 {
+		t.Fatalf("probe context: settings %s auth %s fields %v", settings, auth, ctxFields)
 	}
 }
