@@ -70,21 +70,23 @@ func (c *callback) ListConnectors(ctx context.Context) ([]wire.ConnectorSummary,
 	return out, nil
 }
 
-func (c *callback) Invoke(ctx context.Context, appID, capability string, body []byte) (*wire.Result, error) {
-	if !c.exists(ctx, appID, capability) {
-		return nil, wire.ErrUnknownTarget
-	}
+func (c *callback) Invoke(ctx context.Context, appID, capability, requestID string, body []byte) (*wire.Result, error) {
+	// Permission first: a restricted plugin learns nothing about which
+	// connectors or capabilities exist beyond what it may call.
 	if !c.allowed(appID, capability) {
 		return &wire.Result{Err: &wire.Error{
 			Code: string(sdk.PermissionDenied), RaisedBy: "host", RaisedIn: "host.callback",
 			Message: "plugin " + c.caller + " is not allowed to call " + appID + "/" + capability + " (connectors." + c.caller + ".callbacks)",
 		}}, nil
 	}
+	if !c.exists(ctx, appID, capability) {
+		return nil, wire.ErrUnknownTarget
+	}
 	env, perr := envelope.Parse(body)
 	if perr != nil {
 		return inBand(&wire.Error{Code: string(sdk.BadRequest), Message: perr.Error(), RaisedBy: "host", RaisedIn: "host.callback"})
 	}
-	req := &router.Request{AppID: appID, Capability: capability, Envelope: env, RequestID: "cb-" + c.caller}
+	req := &router.Request{AppID: appID, Capability: capability, Envelope: env, RequestID: callbackRequestID(c.caller, requestID)}
 	if c.router.IsStreaming(ctx, appID, capability) {
 		return &wire.Result{Err: &wire.Error{Code: string(sdk.UnsupportedOperation), Message: capability + " is streaming; callbacks run unary capabilities", RaisedBy: "host", RaisedIn: "host.callback"}}, nil
 	}
@@ -113,3 +115,17 @@ func (c *callback) exists(ctx context.Context, appID, capability string) bool {
 // inBand answers a callback with an error envelope: the call itself
 // succeeded, the capability (or the host on its behalf) failed.
 func inBand(e *wire.Error) (*wire.Result, error) { return &wire.Result{Err: e}, nil }
+
+// callbackRequestID is the inner call's request id: the calling plugin's
+// own (when sane: printable ASCII, at most 64 bytes), else "cb-<caller>".
+func callbackRequestID(caller, requestID string) string {
+	if requestID == "" || len(requestID) > 64 {
+		return "cb-" + caller
+	}
+	for i := 0; i < len(requestID); i++ {
+		if requestID[i] < 0x21 || requestID[i] > 0x7e {
+			return "cb-" + caller
+		}
+	}
+	return requestID
+}

@@ -90,19 +90,23 @@ func TestGatewayHTTPRules(t *testing.T) {
 	if r.Status != http.StatusOK || r.Header.Get("X-Request-Id") != "gw-req-5c1e" {
 		t.Errorf("with X-Request-Id: %d %q", r.Status, r.Header.Get("X-Request-Id"))
 	}
-	tagged := func() bool {
+	// Both the events-protocol plugin and the connector it calls back
+	// into tag their lines with it.
+	tagged := func(module string) bool {
 		for _, line := range strings.Split(h.Logs.String(), "\n") {
-			if strings.Contains(line, `"@module":"events-protocol"`) && strings.Contains(line, `"request_id":"gw-req-5c1e"`) {
+			if strings.Contains(line, `"@module":"`+module+`"`) && strings.Contains(line, `"request_id":"gw-req-5c1e"`) {
 				return true
 			}
 		}
 		return false
 	}
-	for deadline := time.Now().Add(2 * time.Second); !tagged() && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if !tagged() {
-		t.Errorf("no log line of the events-protocol plugin tagged with the request id")
+	for _, module := range []string{"events-protocol", "reference"} {
+		for deadline := time.Now().Add(2 * time.Second); !tagged(module) && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if !tagged(module) {
+			t.Errorf("no log line of the %s plugin tagged with the request id", module)
+		}
 	}
 	for _, header := range []http.Header{nil, {"X-Request-Id": {strings.Repeat("x", 65)}}, {"X-Request-Id": {"a b"}}} {
 		r = h.Do(t, http.MethodPost, "/events", noop, header)
@@ -208,6 +212,14 @@ func TestGatewayCallbackAllowList(t *testing.T) {
 					!strings.Contains(params["message"].(string), "connectors.events-protocol.callbacks")):
 					t.Errorf("%s not allowed by %v: %s %s", name, tt.callbacks, ev.Name, ev.Payload)
 				}
+			}
+			// A capability that does not exist: not found where the whole
+			// connector is allowed; forbidden otherwise, so a restricted
+			// gateway does not reveal what exists.
+			ev := postGatewayEvent(t, h, "reference:no_such_capability", map[string]any{"request": map[string]any{}})
+			wholeConnector := len(tt.callbacks) > 0 && (tt.callbacks[0] == "*" || tt.callbacks[0] == "reference")
+			if want := map[bool]string{true: ":notFound", false: ":forbidden"}[wholeConnector]; !strings.HasSuffix(ev.Name, want) {
+				t.Errorf("reference:no_such_capability with %v: %s, want *%s", tt.callbacks, ev.Name, want)
 			}
 		})
 	}

@@ -39,11 +39,14 @@ var ErrUnknownTarget = wire.ErrUnknownTarget
 // the host's router, with the host's credentials store and error mapping.
 // The host decides which connectors and capabilities a plugin may reach.
 type HostClient struct {
-	integ *Integration
+	integ     *Integration
+	requestID string
 }
 
-// Host returns the client for calling back into the host.
-func (e *Envelope) Host() *HostClient { return &HostClient{integ: e.integ} }
+// Host returns the client for calling back into the host. Calls made
+// through it carry this request's id, so the host's and the target
+// connector's log lines name the same request.
+func (e *Envelope) Host() *HostClient { return &HostClient{integ: e.integ, requestID: e.RequestID} }
 
 // ConnectorInfo names a connector reachable through the host.
 type ConnectorInfo struct {
@@ -90,7 +93,7 @@ func (h *HostClient) Invoke(ctx context.Context, appID, capability string, envel
 	if cb == nil {
 		return nil, ErrNoHost
 	}
-	res, err := cb.Invoke(ctx, appID, capability, envelope)
+	res, err := cb.Invoke(ctx, appID, capability, h.requestID, envelope)
 	if err != nil {
 		return nil, err
 	}

@@ -29,7 +29,7 @@ func (s *callbackServer) ListConnectors(ctx context.Context, _ *pb.ListConnector
 }
 
 func (s *callbackServer) Invoke(ctx context.Context, req *pb.CallbackInvokeRequest) (*pb.InvokeResponse, error) {
-	res, err := s.impl.Invoke(ctx, req.GetAppId(), req.GetCapability(), req.GetEnvelope())
+	res, err := s.impl.Invoke(ctx, req.GetAppId(), req.GetCapability(), req.GetRequestId(), req.GetEnvelope())
 	if errors.Is(err, ErrUnknownTarget) {
 		return nil, status.Error(codes.NotFound, err.Error())
 	}
@@ -52,8 +52,8 @@ func (c *callbackClient) ListConnectors(ctx context.Context) ([]ConnectorSummary
 	return summariesFromProto(resp), nil
 }
 
-func (c *callbackClient) Invoke(ctx context.Context, appID, capability string, envelope []byte) (*Result, error) {
-	resp, err := c.raw.Invoke(ctx, &pb.CallbackInvokeRequest{AppId: appID, Capability: capability, Envelope: envelope})
+func (c *callbackClient) Invoke(ctx context.Context, appID, capability, requestID string, envelope []byte) (*Result, error) {
+	resp, err := c.raw.Invoke(ctx, &pb.CallbackInvokeRequest{AppId: appID, Capability: capability, Envelope: envelope, RequestId: requestID})
 	if status.Code(err) == codes.NotFound {
 		return nil, ErrUnknownTarget
 	}
@@ -70,6 +70,6 @@ func (u unavailableCallback) ListConnectors(context.Context) ([]ConnectorSummary
 	return nil, u.err
 }
 
-func (u unavailableCallback) Invoke(context.Context, string, string, []byte) (*Result, error) {
+func (u unavailableCallback) Invoke(context.Context, string, string, string, []byte) (*Result, error) {
 	return nil, u.err
 }

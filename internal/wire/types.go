@@ -27,8 +27,9 @@ type Callback interface {
 	// ListConnectors lists the connectors the calling plugin may reach.
 	ListConnectors(ctx context.Context) ([]ConnectorSummary, error)
 	// Invoke runs a unary capability of a connector through the host's
-	// router. envelope is a JSON request envelope.
-	Invoke(ctx context.Context, appID, capability string, envelope []byte) (*Result, error)
+	// router. envelope is a JSON request envelope; requestID is the
+	// request id of the caller's own call (may be empty).
+	Invoke(ctx context.Context, appID, capability, requestID string, envelope []byte) (*Result, error)
 }
 
 // Description is a plugin's answer to Describe.

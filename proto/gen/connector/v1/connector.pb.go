@@ -1547,7 +1547,10 @@ type CallbackInvokeRequest struct {
 	AppId      string                 `protobuf:"bytes,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
 	Capability string                 `protobuf:"bytes,2,opt,name=capability,proto3" json:"capability,omitempty"`
 	// JSON request envelope, exactly as POST /v1/connectors/{app_id}/{capability}.
-	Envelope      []byte `protobuf:"bytes,3,opt,name=envelope,proto3" json:"envelope,omitempty"`
+	Envelope []byte `protobuf:"bytes,3,opt,name=envelope,proto3" json:"envelope,omitempty"`
+	// The request id of the plugin's own call that makes this callback; the
+	// host gives it to the inner call, so that log lines of both join up.
+	RequestId     string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1601,6 +1604,13 @@ func (x *CallbackInvokeRequest) GetEnvelope() []byte {
 		return x.Envelope
 	}
 	return nil
+}
+
+func (x *CallbackInvokeRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
 }
 
 var File_connector_v1_connector_proto protoreflect.FileDescriptor
@@ -1720,13 +1730,15 @@ const file_connector_v1_connector_proto_rawDesc = "" +
 	"\x10ConnectorSummary\x12\x15\n" +
 	"\x06app_id\x18\x01 \x01(\tR\x05appId\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\"\n" +
-	"\fcapabilities\x18\x03 \x03(\tR\fcapabilities\"j\n" +
+	"\fcapabilities\x18\x03 \x03(\tR\fcapabilities\"\x89\x01\n" +
 	"\x15CallbackInvokeRequest\x12\x15\n" +
 	"\x06app_id\x18\x01 \x01(\tR\x05appId\x12\x1e\n" +
 	"\n" +
 	"capability\x18\x02 \x01(\tR\n" +
 	"capability\x12\x1a\n" +
-	"\benvelope\x18\x03 \x01(\fR\benvelope*_\n" +
+	"\benvelope\x18\x03 \x01(\fR\benvelope\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId*_\n" +
 	"\tOauthFlow\x12\x1a\n" +
 	"\x16OAUTH_FLOW_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fOAUTH_FLOW_CODE\x10\x01\x12!\n" +
