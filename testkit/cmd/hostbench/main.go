@@ -20,14 +20,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,6 +34,7 @@ import (
 	"github.com/connector-host/connector-host/host/supervisor"
 	"github.com/connector-host/connector-host/internal/envelope"
 	pb "github.com/connector-host/connector-host/proto/gen/connector/v1"
+	"github.com/connector-host/connector-host/testkit/benchkit"
 )
 
 const (
@@ -208,11 +206,12 @@ func run(o options) (string, error) {
 	}
 
 	// (c) connector-host serve, and (d) a bare net/http server, each its own process.
-	hostProc, hostURL, err := startServe(o)
+	serve, err := benchkit.StartServe(benchkit.ServeOptions{Host: o.host, Plugins: map[string]string{"reference": o.reference}})
 	if err != nil {
 		return "", err
 	}
-	defer stopProc(hostProc)
+	defer serve.Stop()
+	hostURL := serve.URL
 	bareProc, bareURL, err := startSelf(bareEnv + "=")
 	if err != nil {
 		return "", err
@@ -265,9 +264,12 @@ func run(o options) (string, error) {
 	}
 
 	// Memory after load.
-	refRSS := rssKB(inst.PID())
-	hostRSS := rssKB(hostProc.Process.Pid)
-	servedPlugin := childRSS(hostProc.Process.Pid)
+	refRSS := benchkit.RSS(inst.PID())
+	hostRSS := benchkit.RSS(serve.PID())
+	var servedPlugin int64
+	if pid, err := serve.PluginPID("reference"); err == nil {
+		servedPlugin = benchkit.RSS(pid)
+	}
 	minBin, err := supervisor.FromPath(o.minimal)
 	if err != nil {
 		return "", err
@@ -291,17 +293,16 @@ func run(o options) (string, error) {
 			return "", err
 		}
 	}
-	minRSS := rssKB(minInst.PID())
+	minRSS := benchkit.RSS(minInst.PID())
 
 	return format(o, results, colds, refRSS, servedPlugin, minRSS, hostRSS), nil
 }
 
-func format(o options, rs []result, colds []time.Duration, refRSS, servedRSS, minRSS, hostRSS int) string {
+func format(o options, rs []result, colds []time.Duration, refRSS, servedRSS, minRSS, hostRSS int64) string {
 	a, b, c, d, e := rs[0], rs[1], rs[2], rs[3], rs[4]
 	var s strings.Builder
 	fmt.Fprintf(&s, "## Host: noop through every layer\n\n")
-	fmt.Fprintf(&s, "Machine: %s; %d CPUs; %s; GOMAXPROCS=%d. %d serial calls per row, %v per concurrent run.\n\n",
-		machine(), runtime.NumCPU(), runtime.Version(), runtime.GOMAXPROCS(0), o.serial, o.duration)
+	fmt.Fprintf(&s, "Machine: %s. %d serial calls per row, %v per concurrent run.\n\n", benchkit.Machine(), o.serial, o.duration)
 	fmt.Fprintf(&s, "| path | p50 | p99 | calls/s @16 | calls/s @64 | errors |\n|---|---|---|---|---|---|\n")
 	for _, r := range rs {
 		fmt.Fprintf(&s, "| %s | %s | %s | %.0f | %.0f | %d |\n", r.name, us(r.p50), us(r.p99), r.rps16, r.rps64, r.errors)
@@ -338,101 +339,18 @@ func format(o options, rs []result, colds []time.Duration, refRSS, servedRSS, mi
 	fmt.Fprintf(&s, "\nCold start (launch + AutoMTLS handshake + Describe), %d runs: p50 %.1f ms, max %.1f ms.\n",
 		len(colds), ms(colds[len(colds)/2]), ms(colds[len(colds)-1]))
 	fmt.Fprintf(&s, "Memory after the runs above (VmRSS): reference plugin %s (the one under `serve`: %s), minimal go-plugin plugin %s, host (`serve`) %s.\n",
-		mib(refRSS), mib(servedRSS), mib(minRSS), mib(hostRSS))
+		benchkit.MiB(refRSS), benchkit.MiB(servedRSS), benchkit.MiB(minRSS), benchkit.MiB(hostRSS))
 	return s.String()
 }
 
 func ratio(x, y time.Duration) float64 { return float64(x) / float64(y) }
 func us(d time.Duration) string        { return fmt.Sprintf("%.0f µs", float64(d)/1e3) }
 func ms(d time.Duration) float64       { return float64(d) / 1e6 }
-func mib(kb int) string                { return fmt.Sprintf("%.1f MiB", float64(kb)/1024) }
-
-func machine() string {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return runtime.GOOS + "/" + runtime.GOARCH
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "model name") {
-			if _, v, ok := strings.Cut(line, ":"); ok {
-				return strings.TrimSpace(v) + ", " + runtime.GOOS + "/" + runtime.GOARCH
-			}
-		}
-	}
-	return runtime.GOOS + "/" + runtime.GOARCH
-}
-
-// rssKB reads VmRSS of pid in KiB.
-func rssKB(pid int) int {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
-			f := strings.Fields(line)
-			if len(f) >= 2 {
-				n, _ := strconv.Atoi(f[1])
-				return n
-			}
-		}
-	}
-	return 0
-}
-
-// childRSS is the RSS of the first child process of pid.
-func childRSS(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
-	if err != nil {
-		return 0
-	}
-	for _, f := range strings.Fields(string(b)) {
-		if c, err := strconv.Atoi(f); err == nil {
-			return rssKB(c)
-		}
-	}
-	return 0
-}
-
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer func() { _ = ln.Close() }() // only its port was wanted
-	return ln.Addr().String(), nil
-}
-
-func startServe(o options) (*exec.Cmd, string, error) {
-	dir, err := os.MkdirTemp("", "hostbench-plugins-")
-	if err != nil {
-		return nil, "", err
-	}
-	abs, _ := filepath.Abs(o.reference)
-	if err := os.Symlink(abs, filepath.Join(dir, "connector-reference")); err != nil {
-		return nil, "", err
-	}
-	addr, err := freeAddr()
-	if err != nil {
-		return nil, "", err
-	}
-	cmd := exec.Command(o.host, "serve", "--plugins", dir, "--data", filepath.Join(dir, "data"), "--listen", addr, "--log-level", "warn")
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		return nil, "", err
-	}
-	url := "http://" + addr
-	if err := waitHTTP(url + "/readyz"); err != nil {
-		stopProc(cmd)
-		return nil, "", fmt.Errorf("connector-host serve: %w", err)
-	}
-	return cmd, url, nil
-}
 
 // startSelf runs this program again as a baseline server: env's first
 // entry is the mode variable ("NAME="), given a free address.
 func startSelf(env ...string) (*exec.Cmd, string, error) {
-	addr, err := freeAddr()
+	addr, err := benchkit.FreeAddr()
 	if err != nil {
 		return nil, "", err
 	}
