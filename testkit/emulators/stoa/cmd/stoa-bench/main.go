@@ -21,11 +21,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -37,8 +34,8 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
-	"gopkg.in/yaml.v3"
 
+	"github.com/connector-host/connector-host/testkit/benchkit"
 	stoaemu "github.com/connector-host/connector-host/testkit/emulators/stoa"
 )
 
@@ -168,11 +165,19 @@ func measure(o options, srv *stoaemu.Server, ids []string, objs [][]byte) (sizeR
 	for _, b := range objs {
 		r.parquetBytes += int64(len(b))
 	}
-	h, err := startHost(o, srv)
+	h, err := benchkit.StartServe(benchkit.ServeOptions{
+		Host:    o.host,
+		Plugins: map[string]string{"stoa": o.plugin},
+		Connectors: map[string]any{"stoa": map[string]any{
+			"timeout":  "30m",
+			"env":      o.pluginEnv,
+			"settings": map[string]any{"auth_base_url": srv.AuthURL(), "api_base_url": srv.APIURL()},
+		}},
+	})
 	if err != nil {
 		return r, err
 	}
-	defer h.stop()
+	defer h.Stop()
 	body, err := json.Marshal(map[string]any{
 		"request": map[string]any{"order_ids": ids},
 		"auth":    map[string]any{"basic": map[string]any{"username": stoaemu.DefaultEmail, "password": stoaemu.DefaultPassword}},
@@ -180,12 +185,11 @@ func measure(o options, srv *stoaemu.Server, ids []string, objs [][]byte) (sizeR
 	if err != nil {
 		return r, err
 	}
-	kids := children(h.cmd.Process.Pid)
-	if len(kids) != 1 {
-		return r, fmt.Errorf("the host has %d child processes, want 1 (the plugin)", len(kids))
+	plugin, err := h.PluginPID("stoa")
+	if err != nil {
+		return r, err
 	}
-	plugin := kids[0]
-	sampler := newSampler(h.cmd.Process.Pid)
+	sampler := newSampler(h.PID())
 	defer sampler.stop()
 	for i := range o.runs {
 		// The baseline runs next to each fetch so that the ratio holds on
@@ -198,16 +202,16 @@ func measure(o options, srv *stoaemu.Server, ids []string, objs [][]byte) (sizeR
 		}
 		r.decode = append(r.decode, float64(rows)/time.Since(begin).Seconds())
 		r.decodeCPU += selfCPU() - self0
-		host0, plugin0, self0 := procCPU(h.cmd.Process.Pid), procCPU(plugin), selfCPU()
+		host0, plugin0, self0 := procCPU(h.PID()), procCPU(plugin), selfCPU()
 		begin = time.Now()
-		got, n, err := fetch(h.url, body)
+		got, n, err := fetch(h.URL, body)
 		if err != nil {
 			return r, fmt.Errorf("fetch run %d: %w", i+1, err)
 		}
 		wall := time.Since(begin).Seconds()
 		r.wall += wall
 		r.fetch = append(r.fetch, float64(got)/wall)
-		r.hostCPU += procCPU(h.cmd.Process.Pid) - host0
+		r.hostCPU += procCPU(h.PID()) - host0
 		r.pluginCPU += procCPU(plugin) - plugin0
 		r.selfCPU += selfCPU() - self0
 		if got != rows {
@@ -216,11 +220,11 @@ func measure(o options, srv *stoaemu.Server, ids []string, objs [][]byte) (sizeR
 		r.rows, r.ndjsonBytes = rows, n
 	}
 	r.peakSum = sampler.stop()
-	r.hostHWM, err = hwm(h.cmd.Process.Pid)
+	r.hostHWM, err = benchkit.StatusBytes(h.PID(), "VmHWM")
 	if err != nil {
 		return r, err
 	}
-	r.pluginHWM, err = hwm(plugin)
+	r.pluginHWM, err = benchkit.StatusBytes(plugin, "VmHWM")
 	return r, err
 }
 
@@ -337,137 +341,6 @@ func fetch(url string, body []byte) (rows, n int64, err error) {
 	return lines - 1, n, nil
 }
 
-// host is a running `connector-host serve`.
-type host struct {
-	cmd     *exec.Cmd
-	url     string
-	dir     string
-	done    chan struct{} // closed when the process has exited
-	waitErr error         // its exit status, once done is closed
-}
-
-func startHost(o options, srv *stoaemu.Server) (*host, error) {
-	dir, err := os.MkdirTemp("", "stoa-bench-")
-	if err != nil {
-		return nil, err
-	}
-	plugins := filepath.Join(dir, "plugins")
-	if err := os.Mkdir(plugins, 0o700); err != nil {
-		return nil, err
-	}
-	abs, err := filepath.Abs(o.plugin)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.Symlink(abs, filepath.Join(plugins, "connector-stoa")); err != nil {
-		return nil, err
-	}
-	addr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	cfg := map[string]any{
-		"listen": addr, "plugins_dir": plugins, "data_dir": filepath.Join(dir, "data"), "log_level": "warn",
-		"connectors": map[string]any{"stoa": map[string]any{
-			"timeout":  "30m",
-			"env":      o.pluginEnv,
-			"settings": map[string]any{"auth_base_url": srv.AuthURL(), "api_base_url": srv.APIURL()},
-		}},
-	}
-	b, err := yaml.Marshal(cfg)
-	if err != nil {
-		return nil, err
-	}
-	cfgPath := filepath.Join(dir, "connector-host.yaml")
-	if err := os.WriteFile(cfgPath, b, 0o600); err != nil {
-		return nil, err
-	}
-	h := &host{url: "http://" + addr, dir: dir, done: make(chan struct{})}
-	h.cmd = exec.Command(o.host, "serve", "--config", cfgPath)
-	h.cmd.Stdout, h.cmd.Stderr = os.Stderr, os.Stderr
-	if err := h.cmd.Start(); err != nil {
-		_ = os.RemoveAll(dir)
-		return nil, err
-	}
-	go func() {
-		h.waitErr = h.cmd.Wait()
-		close(h.done)
-	}()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-h.done:
-			_ = os.RemoveAll(dir)
-			return nil, fmt.Errorf("connector-host exited: %w", h.waitErr)
-		default:
-		}
-		if resp, err := http.Get(h.url + "/readyz"); err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return h, nil
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	h.stop()
-	return nil, errors.New("connector-host not ready within 60s")
-}
-
-// stop sends SIGTERM and waits (kills after 15 s).
-func (h *host) stop() {
-	_ = h.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-h.done:
-	case <-time.After(15 * time.Second):
-		_ = h.cmd.Process.Kill()
-		<-h.done
-	}
-	_ = os.RemoveAll(h.dir)
-}
-
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer func() { _ = ln.Close() }()
-	return ln.Addr().String(), nil
-}
-
-// procStatus reads a field (in kB) of /proc/PID/status, in bytes.
-func procStatus(pid int, field string) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for line := range strings.Lines(string(b)) {
-		if rest, ok := strings.CutPrefix(line, field+":"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, fmt.Errorf("/proc/%d/status has no %s", pid, field)
-}
-
-// hwm is the peak resident set size of a process.
-func hwm(pid int) (int64, error) { return procStatus(pid, "VmHWM") }
-
-// children lists the child processes of pid (started by any of its
-// threads).
-func children(pid int) []int {
-	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
-	var out []int
-	for _, t := range tasks {
-		b, _ := os.ReadFile(t)
-		for _, f := range strings.Fields(string(b)) {
-			if n, err := strconv.Atoi(f); err == nil {
-				out = append(out, n)
-			}
-		}
-	}
-	return out
-}
-
 // sampler polls the RSS of a process and its children every 10 ms and
 // keeps the largest sum.
 type sampler struct {
@@ -484,9 +357,9 @@ func newSampler(pid int) *sampler {
 		t := time.NewTicker(10 * time.Millisecond)
 		defer t.Stop()
 		for {
-			sum, _ := procStatus(pid, "VmRSS")
-			for _, c := range children(pid) {
-				v, _ := procStatus(c, "VmRSS")
+			sum, _ := benchkit.StatusBytes(pid, "VmRSS")
+			for _, c := range benchkit.Children(pid) {
+				v, _ := benchkit.StatusBytes(c, "VmRSS")
 				sum += v
 			}
 			peak = max(peak, sum)
@@ -515,11 +388,9 @@ func median(v []float64) float64 {
 	return s[len(s)/2]
 }
 
-func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
-
 func format(o options, rs []sizeResult) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n## Stoa fetch through connector-host serve (NDJSON)\n\n%s\n\n", machine())
+	fmt.Fprintf(&b, "\n## Stoa fetch through connector-host serve (NDJSON)\n\nMachine: %s.\n\n", benchkit.Machine())
 	fmt.Fprintf(&b, "%d runs per size, median; rows of %d objects × %d rows (row groups of %d), every column type of the emulator.\n\n",
 		o.runs, o.objects, o.rowsPerObject, o.rowGroupRow)
 	b.WriteString("| objects | rows | Parquet | NDJSON | host fetch rows/s | arrow-go decode rows/s | ratio (target ≥ 0.5) | peak RSS host + plugin (VmHWM) | sampled peak of the sum |\n")
@@ -527,8 +398,8 @@ func format(o options, rs []sizeResult) string {
 	for _, r := range rs {
 		f, d := median(r.fetch), median(r.decode)
 		fmt.Fprintf(&b, "| %d | %d | %s | %s | %.0f | %.0f | **%.2f×** | %s + %s = **%s** | %s |\n",
-			r.objects, r.rows, mib(r.parquetBytes), mib(r.ndjsonBytes), f, d, f/d,
-			mib(r.hostHWM), mib(r.pluginHWM), mib(r.hostHWM+r.pluginHWM), mib(r.peakSum))
+			r.objects, r.rows, benchkit.MiB(r.parquetBytes), benchkit.MiB(r.ndjsonBytes), f, d, f/d,
+			benchkit.MiB(r.hostHWM), benchkit.MiB(r.pluginHWM), benchkit.MiB(r.hostHWM+r.pluginHWM), benchkit.MiB(r.peakSum))
 	}
 	b.WriteString("\nCPU seconds per million rows (user + system, all runs; the baseline is one goroutine):\n\n")
 	b.WriteString("| objects | plugin | host | bench client + emulator | total | arrow-go decode | fetch wall clock per 1M rows |\n|---|---|---|---|---|---|---|\n")
@@ -540,7 +411,7 @@ func format(o options, rs []sizeResult) string {
 	if len(rs) == 2 {
 		a, c := rs[0].hostHWM+rs[0].pluginHWM, rs[1].hostHWM+rs[1].pluginHWM
 		fmt.Fprintf(&b, "\nDoubling the data: peak RSS %s → %s (**%+.1f%%**, target ≤ +20%%); target ≤ 150 MiB: %s.\n",
-			mib(a), mib(c), 100*float64(c-a)/float64(a), verdict(max(a, c) <= 150<<20))
+			benchkit.MiB(a), benchkit.MiB(c), 100*float64(c-a)/float64(a), verdict(max(a, c) <= 150<<20))
 		fmt.Fprintf(&b, "Rate ratio target ≥ 0.5×: %s.\n", verdict(median(rs[0].fetch)/median(rs[0].decode) >= 0.5))
 	}
 	return b.String()
@@ -551,28 +422,4 @@ func verdict(ok bool) string {
 		return "met"
 	}
 	return "**missed**"
-}
-
-// machine describes the computer the benchmark ran on.
-func machine() string {
-	cpu := "unknown CPU"
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for line := range strings.Lines(string(b)) {
-			if rest, ok := strings.CutPrefix(line, "model name"); ok {
-				cpu = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(rest), ":"))
-				break
-			}
-		}
-	}
-	mem := ""
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		for line := range strings.Lines(string(b)) {
-			if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
-				kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-				mem = fmt.Sprintf(", %.0f GiB", float64(kb)/(1<<20))
-			}
-		}
-	}
-	return fmt.Sprintf("Machine: %d × %s%s, %s %s/%s, %s.", runtime.NumCPU(), cpu, mem, runtime.Version(), runtime.GOOS, runtime.GOARCH,
-		time.Now().UTC().Format("2006-01-02"))
 }
