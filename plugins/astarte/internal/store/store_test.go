@@ -246,6 +246,84 @@ func TestConcurrentEnqueueGroupCommit(t *testing.T) {
 	}
 }
 
+// EnqueueAll from concurrent callers: every message stored, each caller's
+// in its own order; invalid ones and those after a cancelled ctx are
+// reported, not stored.
+func TestEnqueueAllKeepsOrder(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), "q.db"))
+	const callers, each = 4, 1500
+	var wg sync.WaitGroup
+	errs := make(chan error, callers)
+	for c := 0; c < callers; c++ {
+		wg.Add(1)
+		go func(c int) {
+			defer wg.Done()
+			ms := make([]QueuedMessage, each)
+			for k := range ms {
+				ms[k] = QueuedMessage{Device: "d", Interface: "i", Path: fmt.Sprintf("/%d/%d", c, k), Payload: []byte{1}}
+			}
+			for k, err := range s.EnqueueAll(ctx, ms) {
+				if err != nil {
+					errs <- fmt.Errorf("caller %d message %d: %w", c, k, err)
+					return
+				}
+			}
+		}(c)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	msgs, _, _ := s.Peek(ctx, "d", callers*each+1, time.Now())
+	if len(msgs) != callers*each {
+		t.Fatalf("%d messages", len(msgs))
+	}
+	next := make([]int, callers)
+	for _, m := range msgs {
+		var c, k int
+		fmt.Sscanf(m.Path, "/%d/%d", &c, &k)
+		if k != next[c] {
+			t.Fatalf("caller %d: got %d, want %d", c, k, next[c])
+		}
+		next[c]++
+	}
+
+	got := s.EnqueueAll(ctx, []QueuedMessage{{Device: "e", Interface: "i", Payload: []byte{1}}, {Device: "e", Interface: "i"}})
+	if got[0] != nil || got[1] == nil {
+		t.Fatalf("valid then payload-less: %v", got)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	// A cancelled ctx may still hand over the first messages (the writer
+	// is ready), but once one is refused every later one is too.
+	ms := make([]QueuedMessage, 3000)
+	for k := range ms {
+		ms[k] = QueuedMessage{Device: "f", Interface: "i", Payload: []byte{1}}
+	}
+	res := s.EnqueueAll(cancelled, ms)
+	stored := 0
+	for k, err := range res {
+		if err == nil {
+			if k != stored {
+				t.Fatalf("message %d stored after a refused one", k)
+			}
+			stored++
+		} else if !errors.Is(err, context.Canceled) {
+			t.Fatalf("message %d: %v", k, err)
+		}
+	}
+	if n, _ := s.QueueLen(ctx, "f"); n != stored {
+		t.Fatalf("queue has %d, %d reported stored", n, stored)
+	}
+	s.Close()
+	if res := s.EnqueueAll(ctx, ms[:1]); !errors.Is(res[0], ErrClosed) {
+		t.Fatalf("after close: %v", res)
+	}
+}
+
 func TestMeta(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
