@@ -89,6 +89,42 @@ func (e *Emulator) StopBroker() error {
 	return err
 }
 
+// StopBrokerAfter makes the broker crash right after n more PUBLISHes from
+// clients: it records and acknowledges those n, then refuses every later
+// one (unrecorded, unacknowledged) and stops in the background, as
+// StopBroker would. Wait with Wait(ctx, func() bool { return
+// !e.BrokerRunning() }); StartBroker starts it again.
+func (e *Emulator) StopBrokerAfter(n int) {
+	e.mu.Lock()
+	e.stopAfter = max(n, 0)
+	e.mu.Unlock()
+}
+
+// admitPublish counts a client PUBLISH against StopBrokerAfter and reports
+// whether the broker takes it.
+func (e *Emulator) admitPublish() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch {
+	case e.stopping:
+		return false
+	case e.stopAfter < 0:
+		return true
+	case e.stopAfter > 0:
+		e.stopAfter--
+		return true
+	}
+	e.stopAfter, e.stopping = -1, true
+	go func() {
+		_ = e.StopBroker()
+		e.mu.Lock()
+		e.stopping = false
+		e.mu.Unlock()
+		e.notify()
+	}()
+	return false
+}
+
 // BrokerRunning reports whether the broker is up.
 func (e *Emulator) BrokerRunning() bool {
 	e.brokerMu.Lock()
@@ -183,6 +219,10 @@ func (h *aclHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 }
 
 func (h *aclHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if !cl.Net.Inline && !h.e.admitPublish() {
+		// Neither recorded nor acknowledged: lost with the broker.
+		return pk, packets.ErrRejectPacket
+	}
 	h.e.record(Message{ClientID: cl.ID, Topic: pk.TopicName, QoS: pk.FixedHeader.Qos, Retain: pk.FixedHeader.Retain,
 		Payload: append([]byte(nil), pk.Payload...)})
 	return pk, nil

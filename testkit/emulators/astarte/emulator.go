@@ -82,6 +82,11 @@ type Emulator struct {
 	authFailures  []string
 	subscriptions map[string]map[string]byte
 	changed       chan struct{}
+	// stopAfter counts the client PUBLISHes the broker still takes before
+	// it stops (StopBrokerAfter); -1 when not armed. stopping is set from
+	// the refused PUBLISH until the broker is down.
+	stopAfter int
+	stopping  bool
 }
 
 // Start starts the Pairing API and the broker.
@@ -94,6 +99,7 @@ func Start(opts Options) (*Emulator, error) {
 		changed:       make(chan struct{}),
 		certValidity:  opts.CertValidity,
 		logger:        opts.Logger,
+		stopAfter:     -1,
 	}
 	if e.realm == "" {
 		e.realm = "test"

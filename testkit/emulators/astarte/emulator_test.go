@@ -390,6 +390,48 @@ func TestBrokerPublishAndRestart(t *testing.T) {
 	}
 }
 
+// StopBrokerAfter: the broker records and acknowledges exactly n more
+// publishes, refuses the next one and stops; it starts again.
+func TestStopBrokerAfter(t *testing.T) {
+	t.Parallel()
+	e := start(t, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	me := "test/" + testID(7)
+	cert, _ := e.IssueClientCertificate(me, time.Hour)
+	c, err := mqttClient(t, e, me, cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.StopBrokerAfter(3)
+	var toks []paho.Token
+	for k := 0; k < 6; k++ {
+		toks = append(toks, c.Publish(me+"/i/v", 1, false, []byte{byte(k)}))
+	}
+	if err := e.Wait(ctx, func() bool { return !e.BrokerRunning() }); err != nil {
+		t.Fatal(err)
+	}
+	for k, tok := range toks[:3] {
+		if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish %d before the stop: %v", k, tok.Error())
+		}
+	}
+	got := e.MessagesFrom(me)
+	if len(got) != 3 || got[2].Payload[0] != 2 {
+		t.Fatalf("recorded %+v, want the first 3", got)
+	}
+	if err := e.StartBroker(); err != nil {
+		t.Fatal(err)
+	}
+	c2, err := mqttClient(t, e, me, cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok := c2.Publish(me+"/i/v", 1, false, []byte{9}); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish after restart: %v", tok.Error())
+	}
+}
+
 func TestStartRejectsNonLoopback(t *testing.T) {
 	t.Parallel()
 	if _, err := Start(Options{BrokerAddr: "0.0.0.0:0"}); err == nil {

@@ -98,6 +98,11 @@ type Hub struct {
 	sends       []Send
 	failures    map[string][]error
 	changed     chan struct{}
+	// stopAfter counts, per method, the calls the hub still handles before
+	// it stops (StopAfter); stopping is set from the refused call until
+	// the server is down.
+	stopAfter map[string]int
+	stopping  bool
 }
 
 type propKey struct{ iface, path string }
@@ -142,7 +147,7 @@ func Start(opts Options) (*Hub, error) {
 	}
 	h := &Hub{opts: opts, w: w, addr: opts.Addr, nodes: map[uuid.UUID]*node{}, introspect: map[string]*iface{},
 		serverProps: map[propKey]Data{}, deviceProps: map[propKey]Data{}, failures: map[string][]error{},
-		changed: make(chan struct{})}
+		changed: make(chan struct{}), stopAfter: map[string]int{}}
 	if err := h.Start(); err != nil {
 		return nil, err
 	}

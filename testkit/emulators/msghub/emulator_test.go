@@ -382,6 +382,49 @@ func TestRestartAndFailures(t *testing.T) {
 	_ = st2
 }
 
+// StopAfter: the hub handles exactly n more Sends, fails the next one with
+// UNAVAILABLE and stops; it starts again.
+func TestStopAfter(t *testing.T) {
+	t.Parallel()
+	h, c := newHub(t, Protocol07)
+	id := uuid.NewString()
+	ctx := ctxWith(t, "node-id", id)
+	if _, err := c.attach(ctx, devData); err != nil {
+		t.Fatal(err)
+	}
+	h.StopAfter("Send", 3)
+	d := Data{Interface: "com.example.Data", Path: "/a/value", Kind: KindIndividual, Value: 1.0}
+	for k := 0; k < 3; k++ {
+		if err := c.send(ctx, d); err != nil {
+			t.Fatalf("send %d: %v", k, err)
+		}
+	}
+	wantCode(t, "send after the count", c.send(ctx, d), codes.Unavailable, "")
+	if err := h.Wait(ctxWith(t), func() bool { return !h.Running() }); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(h.SendsFrom(id)); n != 3 {
+		t.Fatalf("%d sends recorded, want 3", n)
+	}
+	if err := h.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := c.attach(ctxWith(t, "node-id", id), devData)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := c.send(ctx, d); err != nil {
+		t.Fatalf("send after restart: %v", err)
+	}
+}
+
 func TestInterfacesWhileAttached(t *testing.T) {
 	t.Parallel()
 	for _, p := range protocols {

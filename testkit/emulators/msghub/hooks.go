@@ -221,3 +221,39 @@ func (h *Hub) ResetFailures() {
 	h.failures = map[string][]error{}
 	h.mu.Unlock()
 }
+
+// StopAfter makes the hub crash right after it has handled n more calls of
+// the RPC method ("Send", ...) from any node: the next call of the method,
+// and every call after it until the hub is down, fail with UNAVAILABLE
+// before the hub handles them, and the hub stops in the background as
+// Stop would (Start starts it again). Wait with Wait(ctx, func() bool { return !h.Running() }).
+func (h *Hub) StopAfter(method string, n int) {
+	h.mu.Lock()
+	h.stopAfter[method] = max(n, 0)
+	h.mu.Unlock()
+}
+
+// countStopLocked counts a call against StopAfter; h.mu is held. It
+// returns the call's failure once the count is spent.
+func (h *Hub) countStopLocked(method string) error {
+	left, armed := h.stopAfter[method]
+	switch {
+	case h.stopping:
+		return status.Error(codes.Unavailable, "hub stopped")
+	case !armed:
+		return nil
+	case left > 0:
+		h.stopAfter[method] = left - 1
+		return nil
+	}
+	delete(h.stopAfter, method)
+	h.stopping = true
+	go func() {
+		h.Stop()
+		h.mu.Lock()
+		h.stopping = false
+		h.mu.Unlock()
+		h.notify()
+	}()
+	return status.Error(codes.Unavailable, "hub stopped")
+}

@@ -64,6 +64,9 @@ func (h *Hub) begin(ctx context.Context, fullMethod string) (context.Context, fu
 		if q := h.failures[method]; len(q) > 0 {
 			err, h.failures[method] = q[0], q[1:]
 		}
+		if err == nil {
+			err = h.countStopLocked(method)
+		}
 		h.mu.Unlock()
 	}
 	var once sync.Once
