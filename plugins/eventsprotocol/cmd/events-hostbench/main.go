@@ -31,21 +31,17 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/connector-host/connector-host/host/supervisor"
 	pb "github.com/connector-host/connector-host/proto/gen/connector/v1"
+	"github.com/connector-host/connector-host/testkit/benchkit"
 )
 
 type options struct {
@@ -99,16 +95,15 @@ func run(o options) (string, error) {
 			return "", fmt.Errorf("%s: %w (run `make build` first)", p, err)
 		}
 	}
-	dir, err := os.MkdirTemp("", "events-hostbench-")
+	serve, err := benchkit.StartServe(benchkit.ServeOptions{
+		Host:    o.host,
+		Plugins: map[string]string{"events-protocol": o.plugin, "reference": o.reference},
+	})
 	if err != nil {
 		return "", err
 	}
-	defer func() { _ = os.RemoveAll(dir) }()
-	proc, base, err := startServe(o, dir)
-	if err != nil {
-		return "", err
-	}
-	defer stopProc(proc)
+	defer serve.Stop()
+	base := serve.URL
 
 	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{
 		MaxIdleConns: 256, MaxIdleConnsPerHost: 256, IdleConnTimeout: time.Minute,
@@ -289,10 +284,10 @@ func checkEvent(b []byte) error {
 func format(o options, directName, gatewayName, rawName string, direct, gateway, raw []point) string {
 	var s strings.Builder
 	fmt.Fprintf(&s, "## Events gateway: noop through POST /events vs a direct call\n\n")
-	fmt.Fprintf(&s, "Machine: %s; %d CPUs; %s; GOMAXPROCS=%d. One `connector-host serve` process (log level warn) with the "+
+	fmt.Fprintf(&s, "Machine: %s. One `connector-host serve` process (log level warn) with the "+
 		"events-protocol and reference plugin processes; the callers are HTTP clients in another process on 127.0.0.1. "+
 		"%d serial calls for 1 caller, %v per run with 16 and 64 callers; the paths take turns at each level.\n\n",
-		machine(), runtime.NumCPU(), runtime.Version(), runtime.GOMAXPROCS(0), o.serial, o.duration)
+		benchkit.Machine(), o.serial, o.duration)
 	fmt.Fprintf(&s, "| path | callers | p50 | p99 | calls/s | calls |\n|---|---|---|---|---|---|\n")
 	for _, set := range []struct {
 		name string
@@ -327,96 +322,3 @@ func format(o options, directName, gatewayName, rawName string, direct, gateway,
 }
 
 func us(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d)/1e3) }
-
-func machine() string {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return runtime.GOOS + "/" + runtime.GOARCH
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "model name") {
-			if _, v, ok := strings.Cut(line, ":"); ok {
-				return strings.TrimSpace(v) + ", " + runtime.GOOS + "/" + runtime.GOARCH
-			}
-		}
-	}
-	return runtime.GOOS + "/" + runtime.GOARCH
-}
-
-// startServe runs `connector-host serve` with both plugins (symlinked into
-// a plugin directory of its own) on a free 127.0.0.1 port, and waits until
-// both plugins are ready.
-func startServe(o options, dir string) (*exec.Cmd, string, error) {
-	plugins := filepath.Join(dir, "plugins")
-	if err := os.MkdirAll(plugins, 0o700); err != nil {
-		return nil, "", err
-	}
-	for name, bin := range map[string]string{"connector-events-protocol": o.plugin, "connector-reference": o.reference} {
-		abs, err := filepath.Abs(bin)
-		if err != nil {
-			return nil, "", err
-		}
-		if err := os.Symlink(abs, filepath.Join(plugins, name)); err != nil {
-			return nil, "", err
-		}
-	}
-	addr, err := freeAddr()
-	if err != nil {
-		return nil, "", err
-	}
-	cmd := exec.Command(o.host, "serve", "--plugins", plugins, "--data", filepath.Join(dir, "data"), "--listen", addr, "--log-level", "warn")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, "", err
-	}
-	base := "http://" + addr
-	if err := waitReady(base + "/readyz"); err != nil {
-		stopProc(cmd)
-		return nil, "", fmt.Errorf("connector-host serve: %w", err)
-	}
-	return cmd, base, nil
-}
-
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	addr := ln.Addr().String()
-	return addr, ln.Close()
-}
-
-func waitReady(url string) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, url, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return errors.New(url + " did not answer 200 within 30s")
-}
-
-// stopProc stops the host as Ctrl-C does (it stops its plugins), then
-// kills it if it lingers.
-func stopProc(cmd *exec.Cmd) {
-	_ = cmd.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-	}
-}
