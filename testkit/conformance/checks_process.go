@@ -93,11 +93,14 @@ func (s *session) settingsWithCanaries(settings json.RawMessage, add bool) (json
 	return b, fed
 }
 
-// feedCanaries makes calls whose credentials and secret settings are
-// canaries: the repeatable fixture cases (their own secrets replaced) and
-// one bad_request probe per capability (with canary credentials of each
-// accepted kind in turn). The secrets check later looks for the canaries
-// in everything the plugin logged and answered.
+// feedCanaries makes calls whose credentials, secret settings and secret
+// request fields are canaries: the repeatable fixture cases (their own
+// secrets replaced), for each capability whose request schema has x-secret
+// fields no such case carries a request built from its best fixture case
+// with every secret field a canary, and one bad_request probe per
+// capability (with canary credentials of each accepted kind in turn). The
+// secrets check later looks for the canaries in everything the plugin
+// logged and answered.
 func (s *session) feedCanaries() {
 	fedAt := map[string]bool{}
 	note := func(fed []string) {
@@ -111,19 +114,56 @@ func (s *session) feedCanaries() {
 		if o.Err != nil {
 			s.canaryAnswers = append(s.canaryAnswers, o.Err.Message)
 		}
+		if text := s.maskedAnswer(capability, o); text != "" {
+			s.canaryReplies = append(s.canaryReplies, canaryReply{Where: where, Text: text})
+		}
 	}
+	// Request fields planted per capability, to add the missing ones.
+	plantedReq := map[string]map[string]bool{}
 	for _, f := range s.fixtures {
 		if f.Slow || f.Once {
 			continue
 		}
 		auth, fa := s.authWithCanaries(f.Auth)
 		settings, fs := s.settingsWithCanaries(f.Settings, false)
-		if len(fa)+len(fs) == 0 {
+		request, fr := s.requestWithCanaries(f.Capability, f.Request, false)
+		if len(fa)+len(fs)+len(fr) == 0 {
 			continue
 		}
 		note(fa)
 		note(fs)
-		send(f.Capability, envelopeOf(f.Request, settings, auth), "canary fixture "+f.Name)
+		for _, p := range fr {
+			fedAt[f.Capability+" "+p] = true
+			if plantedReq[f.Capability] == nil {
+				plantedReq[f.Capability] = map[string]bool{}
+			}
+			plantedReq[f.Capability][p] = true
+		}
+		send(f.Capability, envelopeOfFixture(f, request, settings, auth), "canary fixture "+f.Name)
+	}
+	for _, c := range s.desc.Capabilities {
+		missing := false
+		for _, p := range s.requestSecretPaths(c.Name) {
+			missing = missing || !plantedReq[c.Name][p]
+		}
+		if !missing {
+			continue
+		}
+		f := s.requestBase(c.Name)
+		if f == nil {
+			s.canaryUnfed = append(s.canaryUnfed, c.Name)
+			continue
+		}
+		request, fr := s.requestWithCanaries(c.Name, f.Request, true)
+		auth, fa := s.authWithCanaries(f.Auth)
+		settings, fs := s.settingsWithCanaries(f.Settings, false)
+		note(fa)
+		note(fs)
+		for _, p := range fr {
+			fedAt[c.Name+" "+p] = true
+		}
+		send(c.Name, envelopeOfFixture(f, request, settings, auth), "canary request of "+c.Name+" built from fixture "+f.Name)
+		s.canaryBuilt = append(s.canaryBuilt, fmt.Sprintf("%s: %s planted in the request of fixture %s", c.Name, strings.Join(fr, ", "), f.Name))
 	}
 	var kinds []string
 	for k := range s.authSchemas {
@@ -161,12 +201,81 @@ func (s *session) feedCanaries() {
 	sort.Strings(s.canaryFed)
 }
 
-// checkSecrets looks for the canaries in the plugin's log lines and in the
-// error messages answered to the canary calls. It runs after the plugin
-// was stopped, so every line it wrote has been read.
+// requestBase is the fixture case a canary request of capability is built
+// from, among its repeatable cases (not slow, not once): the first in this
+// order that takes a canary in every x-secret request field — a case that
+// expects success, one whose expected error is neither about auth or
+// settings nor bad_request (its request reaches the handler), one whose
+// error is bad_request, any other — else the one that takes the most; nil
+// when the capability has no repeatable case.
+func (s *session) requestBase(capability string) *Fixture {
+	neutral := func(f *Fixture) bool { return s.isNeutralErrorCase(f) && f.expectedCode() != "bad_request" }
+	ranks := []func(*Fixture) bool{isSuccessCase, neutral, s.isNeutralErrorCase, func(*Fixture) bool { return true }}
+	want := len(s.requestSecretPaths(capability))
+	var best *Fixture
+	bestN := -1
+	seen := map[*Fixture]bool{}
+	for _, ok := range ranks {
+		for _, f := range s.fixtures {
+			if f.Capability != capability || f.Slow || f.Once || seen[f] || !ok(f) {
+				continue
+			}
+			seen[f] = true
+			n := len(s.plantablePaths(capability, f.Request))
+			if n >= want {
+				return f
+			}
+			if n > bestN {
+				best, bestN = f, n
+			}
+		}
+	}
+	return best
+}
+
+// plantablePaths are the x-secret request fields a canary request built
+// from request would carry.
+func (s *session) plantablePaths(capability string, request json.RawMessage) []string {
+	capa, ok := s.capability(capability)
+	if !ok {
+		return nil
+	}
+	w := newSchemaWalker(capa.RequestSchema)
+	var doc any = map[string]any{}
+	if w == nil || (len(request) > 0 && json.Unmarshal(request, &doc) != nil) {
+		return nil
+	}
+	fed := map[string]bool{}
+	w.plant(w.root, doc, "request", true, func() string { return "" }, fed, 0)
+	return sortedKeys(fed)
+}
+
+// envelopeOfFixture is a fixture's request envelope with its request,
+// settings and auth replaced.
+func envelopeOfFixture(f *Fixture, request, settings, auth json.RawMessage) []byte {
+	g := *f
+	g.Request, g.Settings, g.Auth = request, settings, auth
+	return g.envelopeJSON()
+}
+
+// canaryReply is what a canary call answered, as text with the declared
+// secret outputs masked.
+type canaryReply struct {
+	Where string
+	Text  string
+}
+
+// checkSecrets looks for the canaries in the plugin's log lines and in
+// everything answered to the canary calls (responses, stream items, error
+// messages). It runs after the plugin was stopped, so every line it wrote
+// has been read.
 func (s *session) checkSecrets() Result {
 	if s.canaryCalls == 0 {
-		return skip("nothing to feed a canary secret into: the plugin accepts no credential kind with a secret field and has no secret settings (or no call could carry one)")
+		reason := "nothing to feed a canary secret into: the plugin accepts no credential kind with a secret field, has no secret settings and no request field marked x-secret (or no call could carry one)"
+		if len(s.canaryUnfed) > 0 {
+			reason += "; the x-secret request fields of " + strings.Join(s.canaryUnfed, ", ") + " could not be fed: no repeatable fixture case to build a request from"
+		}
+		return skip("%s", reason)
 	}
 	var problems []string
 	lines := s.logs.pluginLines(s.base)
@@ -183,9 +292,9 @@ func (s *session) checkSecrets() Result {
 				break
 			}
 		}
-		for _, m := range s.canaryAnswers {
-			if strings.Contains(m, c) {
-				problems = append(problems, fmt.Sprintf("a canary secret appears in an error message: %s", mask(m)))
+		for _, r := range s.canaryReplies {
+			if strings.Contains(r.Text, c) {
+				problems = append(problems, fmt.Sprintf("a canary secret appears in the answer to the %s: %s", r.Where, mask(r.Text)))
 				break
 			}
 		}
@@ -193,8 +302,15 @@ func (s *session) checkSecrets() Result {
 	if len(problems) > 0 {
 		return failWith("leaks", problems)
 	}
-	return pass("%d canary secrets fed in %d calls (%s) appear in none of %d log lines and %d error messages",
-		len(s.canaries), s.canaryCalls, strings.Join(s.canaryFed, ", "), len(lines), len(s.canaryAnswers))
+	r := pass("%d canary secrets fed in %d calls (%s) appear in none of %d log lines, %d answers and %d error messages",
+		len(s.canaries), s.canaryCalls, strings.Join(s.canaryFed, ", "), len(lines), len(s.canaryReplies), len(s.canaryAnswers))
+	for _, b := range s.canaryBuilt {
+		r.Details = append(r.Details, "canary request "+b)
+	}
+	for _, c := range s.canaryUnfed {
+		r.Details = append(r.Details, "not fed: the x-secret request fields of "+c+" (no repeatable fixture case to build a request from)")
+	}
+	return r
 }
 
 // hclogTimestamp is the @timestamp layout of hclog JSON, the only one

@@ -27,6 +27,8 @@ var defects = []struct{ defect, check string }{
 	{"logs", conformance.CheckLogs},
 	{"logs_timestamp", conformance.CheckLogs},
 	{"secrets", conformance.CheckSecrets},
+	{"secrets_request", conformance.CheckSecrets},
+	{"secrets_response", conformance.CheckSecrets},
 	{"shutdown", conformance.CheckShutdown},
 	{"restart", conformance.CheckRestart},
 }

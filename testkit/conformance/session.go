@@ -70,7 +70,10 @@ type session struct {
 	canaries      []string
 	canaryFed     []string // where canaries went, for the report
 	canaryCalls   int
-	canaryAnswers []string // error messages answered to canary calls
+	canaryAnswers []string      // error messages answered to canary calls
+	canaryReplies []canaryReply // everything answered to canary calls
+	canaryUnfed   []string      // capabilities with x-secret request fields no canary reached
+	canaryBuilt   []string      // canary requests built from a fixture, for the report
 }
 
 // seenError is an error envelope (or a stream's final error line) the host

@@ -3,6 +3,7 @@ package conformance
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -530,5 +531,106 @@ func TestContextFixture(t *testing.T) {
 	settings, auth, _, ctxFields := s.probeContext("get")
 	if string(settings) != `{"region":"us"}` || string(auth) != `{"token":{"token":"t"}}` || len(ctxFields) != 0 {
 		t.Fatalf("probe context: settings %s auth %s fields %v", settings, auth, ctxFields)
+	}
+}
+
+// TestPlantCanaries: canaries go into every string field a request schema
+// marks x-secret, at any depth (properties, $refs, map members, array
+// elements); present fields are replaced, and with add the missing ones are
+// added.
+func TestPlantCanaries(t *testing.T) {
+	t.Parallel()
+	raw := json.RawMessage(`{"type":"object","properties":{
+		"name":{"type":"string"},
+		"password":{"type":"string","x-secret":true},
+		"pin":{"type":"integer","x-secret":true},
+		"login":{"$ref":"#/$defs/Login"},
+		"headers":{"type":"object","additionalProperties":{"x-secret":true}},
+		"keys":{"type":"array","items":{"type":"object","properties":{"id":{"type":"string"},"secret":{"type":"string","x-secret":true}}}}
+	},"$defs":{"Login":{"type":"object","properties":{"user":{"type":"string"},"client_secret":{"type":"string","x-secret":true}}}}}`)
+	w := newSchemaWalker(raw)
+	if w == nil || !w.hasSecret(w.root, 0) {
+		t.Fatal("the schema has secrets")
+	}
+	n := 0
+	next := func() string { n++; return fmt.Sprintf("CANARY%d", n) }
+	var doc any
+	_ = json.Unmarshal([]byte(`{"name":"ada","password":"pw","login":{"user":"u"},"keys":[{"id":"a","secret":"s1"},{"id":"b"}],"headers":{"Authorization":"Bearer x"}}`), &doc)
+	fed := map[string]bool{}
+	got, _ := json.Marshal(w.plant(w.root, doc, "request", false, next, fed, 0))
+	want := `{"headers":{"Authorization":"CANARY1"},"keys":[{"id":"a","secret":"CANARY2"},{"id":"b"}],"login":{"user":"u"},"name":"ada","password":"CANARY3"}`
+	if string(got) != want {
+		t.Fatalf("replace:\n got %s\nwant %s", got, want)
+	}
+	if strings.Join(sortedKeys(fed), ",") != "request.headers.*,request.keys.*.secret,request.password" {
+		t.Fatalf("fed %v", sortedKeys(fed))
+	}
+	n, fed = 0, map[string]bool{}
+	got, _ = json.Marshal(w.plant(w.root, map[string]any{"name": "ada"}, "request", true, next, fed, 0))
+	want = `{"headers":{"conformance_secret":"CANARY1"},"keys":[{"secret":"CANARY2"}],"login":{"client_secret":"CANARY3"},"name":"ada","password":"CANARY4"}`
+	if string(got) != want {
+		t.Fatalf("add:\n got %s\nwant %s", got, want)
+	}
+	if strings.Join(sortedKeys(fed), ",") != "request.headers.*,request.keys.*.secret,request.login.client_secret,request.password" {
+		t.Fatalf("fed %v", sortedKeys(fed))
+	}
+	// A value of another type than the schema's is left alone.
+	fed = map[string]bool{}
+	got, _ = json.Marshal(w.plant(w.root, map[string]any{"headers": "x", "login": 5}, "request", true, next, fed, 0))
+	if strings.Contains(string(got), `"headers":{`) || strings.Contains(string(got), `"login":{`) {
+		t.Fatalf("wrong-typed values replaced: %s", got)
+	}
+	// Masking hides the declared secret outputs only.
+	var resp any
+	_ = json.Unmarshal([]byte(`{"name":"CANARY9","password":"CANARY8","login":{"client_secret":"CANARY7","user":"CANARY6"},"headers":{"h":"CANARY5"}}`), &resp)
+	masked, _ := json.Marshal(w.mask(w.root, resp, 0))
+	want = `{"headers":{"h":"[x-secret]"},"login":{"client_secret":"[x-secret]","user":"CANARY6"},"name":"CANARY9","password":"[x-secret]"}`
+	if string(masked) != want {
+		t.Fatalf("mask:\n got %s\nwant %s", masked, want)
+	}
+}
+
+// TestRequestBase: a canary request is built from a repeatable case of the
+// capability, preferring one that takes every secret field and reaches the
+// handler.
+func TestRequestBase(t *testing.T) {
+	t.Parallel()
+	schema := json.RawMessage(`{"type":"object","properties":{"url":{"type":"string"},"auth":{"type":"object","additionalProperties":{"x-secret":true}}}}`)
+	s := &session{desc: &wire.Description{Capabilities: []wire.Capability{{Name: "send", RequestSchema: schema}, {Name: "other", RequestSchema: schema}}}, authCompiled: map[string]*validator.Schema{}}
+	fx := func(name, request, expect string, once bool) *Fixture {
+		t.Helper()
+		f, err := ParseFixture(name+".json", []byte(`{"capability":"send","request":`+request+`,"expect":`+expect+`}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Once = once
+		return f
+	}
+	authString := fx("a_auth_string", `{"auth":"tok"}`, `{"error_code":"bad_request"}`, false)
+	badURL := fx("b_bad_url", `{"url":5}`, `{"error_code":"bad_request"}`, false)
+	unreachable := fx("c_unreachable", `{"url":"http://127.0.0.1:1"}`, `{"error_code":"bad_gateway"}`, false)
+	created := fx("d_created", `{"url":"http://127.0.0.1:1"}`, `{}`, true)
+	for _, c := range []struct {
+		name     string
+		fixtures []*Fixture
+		want     *Fixture
+	}{
+		{"reaches the handler", []*Fixture{authString, badURL, unreachable, created}, unreachable},
+		{"takes the secrets", []*Fixture{authString, badURL}, badURL},
+		{"the most it can", []*Fixture{authString}, authString},
+		{"not a once case", []*Fixture{created}, nil},
+	} {
+		s.fixtures = c.fixtures
+		if got := s.requestBase("send"); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+	s.fixtures = []*Fixture{unreachable}
+	req, fed := s.requestWithCanaries("send", unreachable.Request, true)
+	if len(fed) != 1 || fed[0] != "request.auth.*" || !strings.Contains(string(req), `"auth":{"conformance_secret":"cnry`) || len(s.canaries) != 1 {
+		t.Fatalf("request %s fed %v canaries %v", req, fed, s.canaries)
+	}
+	if p := s.requestSecretPaths("send"); len(p) != 1 || p[0] != "request.auth.*" {
+		t.Fatalf("paths %v", p)
 	}
 }

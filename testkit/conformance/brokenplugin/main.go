@@ -53,6 +53,8 @@ var Defects = map[string]string{
 	"logs":               "logs",               // prints plain text on stderr
 	"logs_timestamp":     "logs",               // JSON lines whose @timestamp the host cannot parse
 	"secrets":            "secrets",            // logs the credentials
+	"secrets_request":    "secrets",            // logs echo's secret request field (passphrase)
+	"secrets_response":   "secrets",            // answers echo's passphrase in a field not marked secret
 	"shutdown":           "shutdown",           // takes 5 s to exit
 	"restart":            "restart",            // a stale lock file keeps it from starting after kill -9
 }
@@ -63,8 +65,8 @@ const appID = "broken"
 
 //nolint:gosec // schemas, not credentials
 var (
-	echoRequest = `{"type":"object","properties":{"message":{"type":"string"},"count":{"type":"integer","minimum":0}},"additionalProperties":false}`
-	echoResp    = `{"type":"object","properties":{"message":{"type":"string"},"count":{"type":"integer"}},"required":["message"]}`
+	echoRequest = `{"type":"object","properties":{"message":{"type":"string"},"count":{"type":"integer","minimum":0},"passphrase":{"type":"string","x-secret":true}},"additionalProperties":false}`
+	echoResp    = `{"type":"object","properties":{"message":{"type":"string"},"count":{"type":"integer"},"passphrase":{"type":"string","x-secret":true}},"required":["message"]}`
 	sleepReq    = `{"type":"object","properties":{"ms":{"type":"integer","minimum":0,"maximum":600000}},"required":["ms"],"additionalProperties":false}`
 	sleepResp   = `{"type":"object","properties":{"slept_ms":{"type":"integer"}},"required":["slept_ms"]}`
 	streamReq   = `{"type":"object","properties":{"n":{"type":"integer","minimum":0,"maximum":1000}},"additionalProperties":false}`
@@ -277,13 +279,24 @@ func (c *connector) echo(ctx context.Context, call *wire.Call) (*wire.Result, er
 		case <-ctx.Done():
 		}
 	}
+	// The passphrase is a secret: it comes back only in the response
+	// field marked x-secret (a declared secret output).
 	var req struct {
-		Message string `json:"message"`
-		Count   int    `json:"count,omitempty"`
+		Message    string `json:"message"`
+		Count      int    `json:"count,omitempty"`
+		Passphrase string `json:"passphrase,omitempty"`
+		Hint       string `json:"hint,omitempty"`
 	}
 	_ = json.Unmarshal(call.Request, &req)
-	if defect == "fixtures" {
+	switch defect {
+	case "fixtures":
 		req.Message += "!"
+	case "secrets_request":
+		c.log.Info("echo", "request_id", call.RequestID, "passphrase", req.Passphrase)
+	case "secrets_response":
+		if req.Passphrase != "" {
+			req.Hint = "passphrase " + req.Passphrase
+		}
 	}
 	b, _ := json.Marshal(req)
 	return &wire.Result{Response: b}, nil
