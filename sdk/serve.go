@@ -26,10 +26,6 @@ import (
 // MaxMessageBytes is the largest gRPC message a plugin accepts or sends.
 const MaxMessageBytes = 64 << 20
 
-// grpcStreamWindow is the gRPC flow-control window of each call (the host
-// uses the same).
-const grpcStreamWindow = 1 << 20
-
 // shutdownTimeout bounds the Shutdown hook.
 const shutdownTimeout = 10 * time.Second
 
@@ -83,13 +79,9 @@ func servePlugin(integ *Integration) int {
 		HandshakeConfig:  wire.Handshake,
 		VersionedPlugins: wire.PluginSets(&connector{integ: integ}, nil),
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			opts = append(opts, grpc.MaxRecvMsgSize(MaxMessageBytes), grpc.MaxSendMsgSize(MaxMessageBytes),
-				// Fixed flow-control windows, as the host dials with: they
-				// turn off grpc-go's BDP estimator, whose PING after every
-				// received request costs each call an extra write and read
-				// on both sides of the connection.
-				grpc.InitialWindowSize(grpcStreamWindow), grpc.InitialConnWindowSize(4*grpcStreamWindow))
-			return grpc.NewServer(opts...)
+			opts = append(opts, grpc.MaxRecvMsgSize(MaxMessageBytes), grpc.MaxSendMsgSize(MaxMessageBytes))
+			// Fixed flow-control windows, as the host dials with.
+			return grpc.NewServer(append(opts, wire.ServerWindows()...)...)
 		},
 		Logger: logger,
 	})

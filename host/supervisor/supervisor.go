@@ -38,9 +38,6 @@ const (
 // MaxMessageBytes is the largest gRPC message exchanged with a plugin.
 const MaxMessageBytes = 64 << 20
 
-// streamWindow is the gRPC flow-control window of each call.
-const streamWindow = 1 << 20
-
 // Options configure a Supervisor. Zero values take the defaults.
 type Options struct {
 	Binary Binary
@@ -458,14 +455,12 @@ func (s *Supervisor) launch() (*Instance, error) {
 		AutoMTLS:         true,
 		Logger:           s.opts.Logger,
 		StartTimeout:     s.opts.StartTimeout,
-		GRPCDialOptions: []grpc.DialOption{
+		// Fixed flow-control windows (no BDP growth up to 16 MB): a stream
+		// the HTTP client reads slowly holds at most wire.StreamWindow in
+		// the host.
+		GRPCDialOptions: append([]grpc.DialOption{
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes)),
-			// Fixed flow-control windows (no BDP growth up to 16 MB): a
-			// stream the HTTP client reads slowly holds at most this much
-			// in the host.
-			grpc.WithInitialWindowSize(streamWindow),
-			grpc.WithInitialConnWindowSize(4 * streamWindow),
-		},
+		}, wire.DialWindows()...),
 	})
 	started := time.Now()
 	fail := func(err error) (*Instance, error) {

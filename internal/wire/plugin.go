@@ -34,10 +34,27 @@ func (p *grpcPlugin) GRPCClient(_ context.Context, broker *plugin.GRPCBroker, co
 		c.brokerID = broker.NextId()
 		cb := p.callback
 		go broker.AcceptAndServe(c.brokerID, func(opts []grpc.ServerOption) *grpc.Server {
-			s := grpc.NewServer(opts...)
+			s := grpc.NewServer(append(opts, ServerWindows()...)...)
 			pb.RegisterHostCallbackServer(s, &callbackServer{impl: cb})
 			return s
 		})
 	}
 	return c, nil
+}
+
+// StreamWindow is the gRPC flow-control window of each call on every
+// connection between host and plugin (the connection's is four times
+// that). Fixed windows turn off grpc-go's BDP estimator, whose PING after
+// every received message costs each call an extra write and read on both
+// sides, and bound what a slow reader makes the other side hold.
+const StreamWindow = 1 << 20
+
+// ServerWindows are the server options that fix the flow-control windows.
+func ServerWindows() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.InitialWindowSize(StreamWindow), grpc.InitialConnWindowSize(4 * StreamWindow)}
+}
+
+// DialWindows are the dial options that fix the flow-control windows.
+func DialWindows() []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithInitialWindowSize(StreamWindow), grpc.WithInitialConnWindowSize(4 * StreamWindow)}
 }

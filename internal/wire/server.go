@@ -32,7 +32,7 @@ func (s *server) Describe(ctx context.Context, req *pb.DescribeRequest) (*pb.Des
 				// Dial now: go-plugin's broker forgets an id nobody claims
 				// within a few seconds. grpc connects lazily, so this does not
 				// block Describe on the host.
-				conn, err := s.broker.Dial(id)
+				conn, err := s.broker.DialWithOptions(id, DialWindows()...)
 				if err != nil {
 					recv.SetCallback(unavailableCallback{err: err})
 					return
