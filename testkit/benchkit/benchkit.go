@@ -16,6 +16,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -49,9 +50,10 @@ type Serve struct {
 	// removes it.
 	Dir string
 
-	cmd     *exec.Cmd
-	done    chan struct{}
-	waitErr error
+	cmd      *exec.Cmd
+	done     chan struct{}
+	waitErr  error
+	stopOnce sync.Once
 }
 
 // StartServe starts the host and waits until /readyz answers 200.
@@ -164,16 +166,19 @@ func cmdline(pid int) string {
 	return first
 }
 
-// Stop sends SIGTERM, waits (kills after 15 s) and removes Dir.
+// Stop sends SIGTERM, waits (kills after 15 s) and removes Dir. Calls
+// after the first do nothing.
 func (s *Serve) Stop() {
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(15 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-	}
-	_ = os.RemoveAll(s.Dir)
+	s.stopOnce.Do(func() {
+		_ = s.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-s.done:
+		case <-time.After(15 * time.Second):
+			_ = s.cmd.Process.Kill()
+			<-s.done
+		}
+		_ = os.RemoveAll(s.Dir)
+	})
 }
 
 // FreeAddr returns a free 127.0.0.1 address.

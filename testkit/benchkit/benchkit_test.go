@@ -22,6 +22,7 @@ func TestStartServe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(s.Stop) // also when the test fails early; Stop is idempotent
 	resp, err := http.Post(s.URL+"/v1/connectors/reference/echo", "application/json", strings.NewReader(`{"request":{"message":"hi"}}`))
 	if err != nil {
 		t.Fatal(err)
