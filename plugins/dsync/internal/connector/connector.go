@@ -374,11 +374,15 @@ func (c *Connector) realtimeBatch(ctx context.Context, req sdk.Request[BatchRequ
 		if len(o.Data) > 0 && o.Op != string(realtime.OpDelete) {
 			if ops[i].Data, err = o.Data.body(fmt.Sprintf("operations[%d].data", i)); err != nil {
 				pre[i] = err
+				continue
 			}
 		}
-		var se *sdk.Error
-		if err := checkEntity(cl, o.EntityToken); errors.As(err, &se) && pre[i] == nil {
-			pre[i] = sdk.Errorf(sdk.BadRequest, "operations[%d].%s", i, se.Message)
+		// The client's own checks (op, entity_token, entity_id, data) and
+		// the layout's, named like the request's fields.
+		if err := ops[i].Check(); err != nil {
+			pre[i] = operationError(i, err)
+		} else if err := checkEntity(cl, o.EntityToken); err != nil {
+			pre[i] = operationError(i, err)
 		}
 	}
 	// Operations that failed the checks are left out of the batch.
@@ -414,6 +418,19 @@ func (c *Connector) realtimeBatch(ctx context.Context, req sdk.Request[BatchRequ
 		}
 	}
 	return out, nil
+}
+
+// operationError names operation i's field in a check's error:
+// "entity_id: is required for delete" → "operations[2].entity_id: is
+// required for delete".
+func operationError(i int, err error) error {
+	var se *sdk.Error
+	if !errors.As(err, &se) {
+		return sdk.Errorf(sdk.BadRequest, "operations[%d]: %v", i, err)
+	}
+	e := *se
+	e.Message = fmt.Sprintf("operations[%d].%s", i, se.Message)
+	return &e
 }
 
 func batchError(err error) *BatchError {

@@ -209,3 +209,55 @@ func TestRecordSentUnchanged(t *testing.T) {
 		t.Errorf("%d calls, want no more after the refusals", n)
 	}
 }
+
+// TestBatchOperationErrorsNameTheOperation: every operation refused before
+// sending — by the client's own checks as by the layout's — names its field
+// under operations[i], and nothing is sent for it.
+func TestBatchOperationErrorsNameTheOperation(t *testing.T) {
+	t.Parallel()
+	e, err := dsyncemu.Start(dsyncemu.Config{APIKey: apiKey, IDKeys: map[string]string{"product-tok": "sku"}}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	ops := `[
+		{"op":"create","entity_token":"product-tok","data":{"sku":"ok-1"}},
+		{"op":"delete","entity_token":"product-tok"},
+		{"op":"update","entity_token":"product-tok"},
+		{"op":"delete","entity_token":"product-tok","entity_id":"a\nb"},
+		{"op":"create","entity_token":"nope","data":{"sku":"x"}},
+		{"op":"create","entity_token":"product-tok\r\nX-Evil: 1","data":{"sku":"x"}}
+	]`
+	status, out, body := invoke(t, "realtime_batch", `{"request":{"operations":`+ops+`},"settings":`+settingsJSON(e.RealtimeURL())+`,"auth":{"token":{"token":"`+apiKey+`"}}}`)
+	if status != 200 {
+		t.Fatalf("%d %s", status, body)
+	}
+	want := []string{
+		"",
+		"operations[1].entity_id: is required for delete",
+		"operations[2].data: the record must be a JSON object",
+		"operations[3].entity_id: contains characters not allowed in a header",
+		`operations[4].entity_token: "nope" is not in the configured data layout`,
+		"operations[5].entity_token: contains characters not allowed in a header",
+	}
+	results := out["response"].(map[string]any)["results"].([]any)
+	if len(results) != len(want) {
+		t.Fatalf("%d results: %s", len(results), body)
+	}
+	for i, w := range want {
+		r := results[i].(map[string]any)
+		if w == "" {
+			if r["ok"] != true {
+				t.Errorf("operation %d: %v", i, r)
+			}
+			continue
+		}
+		e, _ := r["error"].(map[string]any)
+		if r["ok"] != false || e["code"] != "bad_request" || e["message"] != w {
+			t.Errorf("operation %d: %v, want bad_request %q", i, r, w)
+		}
+	}
+	if n := len(e.Calls()); n != 1 {
+		t.Errorf("%d requests reached the platform, want only the valid create", n)
+	}
+}

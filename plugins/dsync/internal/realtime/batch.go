@@ -49,6 +49,16 @@ const DefaultConcurrency = 8
 // MaxConcurrency caps Batch's concurrency.
 const MaxConcurrency = 256
 
+// Check validates the operation as Do does before sending it: a known op,
+// an entity token (and entity id for a delete) that can be sent in a
+// header, a JSON object as data for create and update. The error is a
+// bad_request *sdk.Error whose message starts with the field at fault
+// ("entity_id: is required for delete").
+func (op Op) Check() error {
+	_, err := op.check()
+	return err
+}
+
 // check validates the operation and returns its HTTP method.
 func (op Op) check() (string, error) {
 	var method string
