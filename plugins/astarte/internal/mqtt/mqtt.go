@@ -256,17 +256,18 @@ func (c *conn) publishAll(ctx context.Context, pubs []pub) (int, error) {
 	return done, nil
 }
 
-// wait waits for a token, the connection loss or ctx.
+// wait waits for a token, the connection loss or ctx. A token that has
+// completed wins over a connection lost meanwhile: its message was
+// confirmed before the loss.
 func (c *conn) wait(ctx context.Context, tok paho.Token) error {
 	select {
 	case <-tok.Done():
-		if err := tok.Error(); err != nil {
-			if errors.Is(err, paho.ErrNotConnected) || !c.client.IsConnectionOpen() {
-				return fmt.Errorf("%w: %w", transport.ErrDisconnected, err)
-			}
-			return fmt.Errorf("mqtt: %w", err)
-		}
-		return nil
+		return c.tokenError(tok)
+	default:
+	}
+	select {
+	case <-tok.Done():
+		return c.tokenError(tok)
 	case <-c.done:
 		// With a persistent session paho keeps unacknowledged publishes of
 		// a lost connection pending forever: the loss is the answer.
@@ -274,6 +275,16 @@ func (c *conn) wait(ctx context.Context, tok paho.Token) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+func (c *conn) tokenError(tok paho.Token) error {
+	if err := tok.Error(); err != nil {
+		if errors.Is(err, paho.ErrNotConnected) || !c.client.IsConnectionOpen() {
+			return fmt.Errorf("%w: %w", transport.ErrDisconnected, err)
+		}
+		return fmt.Errorf("mqtt: %w", err)
+	}
+	return nil
 }
 
 func (c *conn) topic(iface, path string) string {
