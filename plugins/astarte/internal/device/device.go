@@ -49,6 +49,9 @@ type Config struct {
 	// DrainWindow is how many queued messages are in flight at once while
 	// draining (default 128).
 	DrainWindow int
+	// BatchLanes is how many interface+path lanes of a SendBatch are sent
+	// at once (default 16).
+	BatchLanes int
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 	// Logger receives operational logs; nothing secret is logged.
@@ -138,6 +141,9 @@ func New(ctx context.Context, cfg Config) (*Device, error) {
 	}
 	if cfg.DrainWindow <= 0 {
 		cfg.DrainWindow = 128
+	}
+	if cfg.BatchLanes <= 0 {
+		cfg.BatchLanes = 16
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

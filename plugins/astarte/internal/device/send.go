@@ -86,48 +86,78 @@ func checkTimestamp(iface *interfaces.Interface, path string, m *interfaces.Mapp
 // canonical Go value or JSON-decoded input (see payload.Normalize). ts is
 // required when the mapping has explicit_timestamp and refused otherwise.
 func (d *Device) Send(ctx context.Context, name, path string, value any, ts *time.Time) (Delivery, error) {
-	iface, err := d.interfaceFor(name, path)
+	msg, _, err := d.prepareIndividual(name, path, value, ts)
 	if err != nil {
 		return "", err
 	}
-	if err := deviceOwned(iface, path, interfaces.Datastream, false); err != nil {
-		return "", err
-	}
-	m, err := iface.Lookup(path)
-	if err != nil {
-		return "", err
-	}
-	v, err := payload.Normalize(m.Type, value)
-	if err != nil {
-		return "", interfaces.PathError(name, path, "value: %v", err)
-	}
-	if ts, err = checkTimestamp(iface, path, m, ts); err != nil {
-		return "", err
-	}
-	data, err := payload.Encode(v, ts)
-	if err != nil {
-		return "", interfaces.PathError(name, path, "value: %v", err)
-	}
-	return d.deliver(ctx, &transport.Message{Interface: iface, Mapping: m, Path: path, Payload: data})
+	return d.deliver(ctx, msg)
 }
 
 // SendObject sends an object on an object-aggregated device-owned
 // datastream: path is the base path and values are keyed by the last
 // endpoint segment.
 func (d *Device) SendObject(ctx context.Context, name, path string, values map[string]any, ts *time.Time) (Delivery, error) {
-	iface, err := d.interfaceFor(name, path)
+	msg, _, err := d.prepareObject(name, path, values, ts)
 	if err != nil {
 		return "", err
 	}
+	return d.deliver(ctx, msg)
+}
+
+// Fields of a message that a validation error can be about (see
+// ItemError.Field).
+const (
+	fieldInterface = "interface"
+	fieldPath      = "path"
+	fieldValue     = "value"
+	fieldValues    = "values"
+	fieldTimestamp = "timestamp"
+)
+
+// prepareIndividual validates and encodes one value of an individual
+// datastream. On error it also names the message field at fault.
+func (d *Device) prepareIndividual(name, path string, value any, ts *time.Time) (*transport.Message, string, error) {
+	iface, err := d.interfaceFor(name, path)
+	if err != nil {
+		return nil, fieldInterface, err
+	}
+	if err := deviceOwned(iface, path, interfaces.Datastream, false); err != nil {
+		return nil, fieldInterface, err
+	}
+	m, err := iface.Lookup(path)
+	if err != nil {
+		return nil, fieldPath, err
+	}
+	v, err := payload.Normalize(m.Type, value)
+	if err != nil {
+		return nil, fieldValue, interfaces.PathError(name, path, "value: %v", err)
+	}
+	if ts, err = checkTimestamp(iface, path, m, ts); err != nil {
+		return nil, fieldTimestamp, err
+	}
+	data, err := payload.Encode(v, ts)
+	if err != nil {
+		return nil, fieldValue, interfaces.PathError(name, path, "value: %v", err)
+	}
+	return &transport.Message{Interface: iface, Mapping: m, Path: path, Payload: data}, "", nil
+}
+
+// prepareObject validates and encodes an object of an object-aggregated
+// datastream. On error it also names the message field at fault.
+func (d *Device) prepareObject(name, path string, values map[string]any, ts *time.Time) (*transport.Message, string, error) {
+	iface, err := d.interfaceFor(name, path)
+	if err != nil {
+		return nil, fieldInterface, err
+	}
 	if err := deviceOwned(iface, path, interfaces.Datastream, true); err != nil {
-		return "", err
+		return nil, fieldInterface, err
 	}
 	byKey, err := iface.LookupObject(path)
 	if err != nil {
-		return "", err
+		return nil, fieldPath, err
 	}
 	if len(values) == 0 {
-		return "", interfaces.PathError(name, path, "object has no values")
+		return nil, fieldValues, interfaces.PathError(name, path, "object has no values")
 	}
 	keys := make([]string, 0, len(values))
 	for k := range values {
@@ -138,82 +168,123 @@ func (d *Device) SendObject(ctx context.Context, name, path string, values map[s
 	for _, k := range keys {
 		m, ok := byKey[k]
 		if !ok {
-			return "", interfaces.PathError(name, path+"/"+k, "no mapping of the object has the key %q", k)
+			return nil, fieldValues + "." + k, interfaces.PathError(name, path+"/"+k, "no mapping of the object has the key %q", k)
 		}
 		v, err := payload.Normalize(m.Type, values[k])
 		if err != nil {
-			return "", interfaces.PathError(name, path+"/"+k, "value: %v", err)
+			return nil, fieldValues + "." + k, interfaces.PathError(name, path+"/"+k, "value: %v", err)
 		}
 		fields[k] = v
 	}
 	m := byKey[keys[0]]
 	if ts, err = checkTimestamp(iface, path, m, ts); err != nil {
-		return "", err
+		return nil, fieldTimestamp, err
 	}
 	data, err := payload.EncodeObject(fields, ts)
 	if err != nil {
-		return "", interfaces.PathError(name, path, "value: %v", err)
+		return nil, fieldValues, interfaces.PathError(name, path, "value: %v", err)
 	}
-	return d.deliver(ctx, &transport.Message{Interface: iface, Mapping: m, Path: path, Object: true, Payload: data})
+	return &transport.Message{Interface: iface, Mapping: m, Path: path, Object: true, Payload: data}, "", nil
 }
 
-// deliver sends a datastream message now or queues it by retention.
+// Result is what happened to one message: its delivery, or why it failed.
+type Result struct {
+	Delivery Delivery
+	Err      error
+}
+
+// deliver sends one datastream message now or queues it by retention.
 func (d *Device) deliver(ctx context.Context, msg *transport.Message) (Delivery, error) {
-	d.mu.Lock()
-	if d.closed {
-		d.mu.Unlock()
-		return "", ErrClosed
-	}
-	conn, live := d.conn, d.mode == modeLive
-	switch msg.Mapping.Retention {
-	case interfaces.Stored:
-		if !live {
-			d.enqueuing++
-			d.mu.Unlock()
-			return d.enqueue(ctx, msg)
-		}
-		d.mu.Unlock()
-		err := d.sendNow(ctx, conn, msg)
-		if err == nil {
-			return Delivered, nil
-		}
-		if !errors.Is(err, transport.ErrDisconnected) {
-			return "", err
-		}
+	var res [1]Result
+	d.deliverLane(ctx, []*transport.Message{msg}, res[:])
+	return res[0].Delivery, res[0].Err
+}
+
+// laneChunk bounds how many messages of a lane go to one Conn.Send (which
+// keeps up to its own window of them in flight).
+const laneChunk = 256
+
+// deliverLane sends datastream messages that share an interface and a path
+// (so one mapping, retention and QoS), in order, or queues them by
+// retention, and writes each one's outcome to out:
+//   - connected with the queues drained: sent, in chunks, each confirmed
+//     at its QoS;
+//   - otherwise, or once the connection is lost mid-way: stored ones go to
+//     the durable queue, volatile ones to the memory queue (the rest of the
+//     lane too, so its order holds), discard ones fail with an
+//     *OfflineError;
+//   - a message the remote end refuses fails alone; the lane goes on.
+//
+// If another connection is already live when a send fails, the rest is
+// sent on it rather than queued.
+func (d *Device) deliverLane(ctx context.Context, msgs []*transport.Message, out []Result) {
+	retention := msgs[0].Mapping.Retention
+	var failed transport.Conn // the connection a send was lost on
+	var cause error           // and how
+	pos := 0
+	for pos < len(msgs) {
 		d.mu.Lock()
-		d.enqueuing++
-		d.mu.Unlock()
-		return d.enqueue(ctx, msg)
-	case interfaces.Volatile:
-		if !live {
-			d.pushVolatileLocked(msg)
+		if d.closed {
 			d.mu.Unlock()
-			return QueuedVolatile, nil
-		}
-		d.mu.Unlock()
-		err := d.sendNow(ctx, conn, msg)
-		if err == nil {
-			return Delivered, nil
-		}
-		if !errors.Is(err, transport.ErrDisconnected) {
-			return "", err
-		}
-		d.mu.Lock()
-		d.pushVolatileLocked(msg)
-		d.mu.Unlock()
-		return QueuedVolatile, nil
-	default: // discard
-		d.mu.Unlock()
-		if conn == nil {
-			return "", offline(msg, nil)
-		}
-		if err := d.sendNow(ctx, conn, msg); err != nil {
-			if errors.Is(err, transport.ErrDisconnected) {
-				return "", offline(msg, err)
+			for k := pos; k < len(msgs); k++ {
+				out[k] = Result{Err: ErrClosed}
 			}
-			return "", err
+			return
 		}
-		return Delivered, nil
+		conn, live := d.conn, d.mode == modeLive && d.conn != failed
+		switch retention {
+		case interfaces.Stored:
+			if !live {
+				d.enqueuing++
+				d.mu.Unlock()
+				d.enqueueAll(ctx, msgs[pos:], out[pos:])
+				return
+			}
+		case interfaces.Volatile:
+			if !live {
+				for k := pos; k < len(msgs); k++ {
+					d.pushVolatileLocked(msgs[k])
+					out[k] = Result{Delivery: QueuedVolatile}
+				}
+				d.mu.Unlock()
+				return
+			}
+		default: // discard: sent whenever connected, even while draining
+			if conn == nil || conn == failed {
+				d.mu.Unlock()
+				for k := pos; k < len(msgs); k++ {
+					out[k] = Result{Err: offline(msgs[k], cause)}
+				}
+				return
+			}
+		}
+		d.mu.Unlock()
+		end := min(pos+laneChunk, len(msgs))
+		n, err := conn.Send(ctx, msgs[pos:end])
+		for k := pos; k < pos+n; k++ {
+			out[k] = Result{Delivery: Delivered}
+		}
+		if n > 0 {
+			d.count(func(s *statsCounters) { s.sent += int64(n) })
+		}
+		pos += n
+		switch {
+		case err == nil:
+		case errors.Is(err, transport.ErrDisconnected):
+			failed, cause = conn, err
+		default:
+			// Refused (or the caller gave up): this message fails alone.
+			if pos < end {
+				out[pos] = Result{Err: err}
+				pos++
+			}
+			if ctx.Err() != nil {
+				for k := pos; k < len(msgs); k++ {
+					out[k] = Result{Err: ctx.Err()}
+				}
+				return
+			}
+		}
 	}
 }
 
@@ -225,28 +296,35 @@ func (d *Device) sendNow(ctx context.Context, conn transport.Conn, msg *transpor
 	return nil
 }
 
-// enqueue writes a stored-retention message to the durable queue. The
-// caller has incremented d.enqueuing.
-func (d *Device) enqueue(ctx context.Context, msg *transport.Message) (Delivery, error) {
+// enqueueAll writes stored-retention messages to the durable queue, in
+// order, and their outcomes to out. The caller has incremented
+// d.enqueuing.
+func (d *Device) enqueueAll(ctx context.Context, msgs []*transport.Message, out []Result) {
 	now := d.cfg.Now()
-	qm := store.QueuedMessage{Device: d.id, Interface: msg.Interface.Name, Path: msg.Path, Major: msg.Interface.Major,
-		QoS: msg.QoS(), Object: msg.Object, Payload: msg.Payload, Created: now}
-	if msg.Mapping.Expiry > 0 {
-		qm.Expires = now.Add(msg.Mapping.Expiry)
+	qms := make([]store.QueuedMessage, len(msgs))
+	for k, msg := range msgs {
+		qms[k] = store.QueuedMessage{Device: d.id, Interface: msg.Interface.Name, Path: msg.Path, Major: msg.Interface.Major,
+			QoS: msg.QoS(), Object: msg.Object, Payload: msg.Payload, Created: now}
+		if msg.Mapping.Expiry > 0 {
+			qms[k].Expires = now.Add(msg.Mapping.Expiry)
+		}
 	}
-	_, err := d.store.Enqueue(ctx, qm)
+	errs := d.store.EnqueueAll(ctx, qms)
 	d.mu.Lock()
 	d.enqueuing--
-	if err == nil {
-		d.enqSeq++
-	}
+	d.enqSeq++
 	d.mu.Unlock()
 	d.wake()
-	if err != nil {
-		return "", err
+	queued := 0
+	for k, err := range errs {
+		if err != nil {
+			out[k] = Result{Err: err}
+			continue
+		}
+		out[k] = Result{Delivery: QueuedStored}
+		queued++
 	}
-	d.count(func(s *statsCounters) { s.queuedStored++ })
-	return QueuedStored, nil
+	d.count(func(s *statsCounters) { s.queuedStored += int64(queued) })
 }
 
 // pushVolatileLocked adds to the memory queue; d.mu must be held.

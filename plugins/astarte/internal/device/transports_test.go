@@ -41,6 +41,10 @@ type upstream interface {
 	// property as Astarte would.
 	setServerProperty(t *testing.T, id, iface, path string, v int32)
 	unsetServerProperty(t *testing.T, id, iface, path string)
+	// crashAfter makes the upstream take n more data messages, then go
+	// down (refusing the next ones); waitDown waits until it is down.
+	crashAfter(t *testing.T, n int)
+	waitDown(t *testing.T)
 }
 
 // upMsg is one message the upstream received from the device.
@@ -135,6 +139,14 @@ func (m *mqttUpstream) unsetServerProperty(t *testing.T, id, iface, path string)
 	}
 }
 
+func (m *mqttUpstream) crashAfter(_ *testing.T, n int) { m.r.emu.StopBrokerAfter(n) }
+
+func (m *mqttUpstream) waitDown(t *testing.T) {
+	if err := m.r.emu.Wait(within(t, 20*time.Second), func() bool { return !m.r.emu.BrokerRunning() }); err != nil {
+		t.Fatal(err)
+	}
+}
+
 type hubUpstream struct {
 	hub   *msghubemu.Hub
 	pool  *msghub.Pool
@@ -196,6 +208,14 @@ func (h *hubUpstream) setServerProperty(t *testing.T, _, iface, path string, v i
 
 func (h *hubUpstream) unsetServerProperty(t *testing.T, _, iface, path string) {
 	if err := h.hub.UnsetServerProperty(iface, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (h *hubUpstream) crashAfter(_ *testing.T, n int) { h.hub.StopAfter("Send", n) }
+
+func (h *hubUpstream) waitDown(t *testing.T) {
+	if err := h.hub.Wait(within(t, 20*time.Second), func() bool { return !h.hub.Running() }); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -264,6 +284,10 @@ func TestSharedAcrossTransports(t *testing.T) {
 			t.Run("offline queue", func(t *testing.T) { t.Parallel(); sharedOfflineQueue(t, b.start(t)) })
 			t.Run("persistence", func(t *testing.T) { t.Parallel(); sharedPersistence(t, b.start(t)) })
 			t.Run("server properties", func(t *testing.T) { t.Parallel(); sharedServerProperties(t, b.start(t)) })
+			t.Run("batch", func(t *testing.T) { t.Parallel(); sharedBatch(t, b.start(t)) })
+			t.Run("batch validation", func(t *testing.T) { t.Parallel(); sharedBatchValidation(t, b.start(t)) })
+			t.Run("batch upstream lost", func(t *testing.T) { t.Parallel(); sharedBatchUpstreamLost(t, b.start(t)) })
+			t.Run("batch offline", func(t *testing.T) { t.Parallel(); sharedBatchOffline(t, b.start(t)) })
 		})
 	}
 }
