@@ -590,8 +590,8 @@ func TestManagerServesManyDevices(t *testing.T) {
 	if again, _ := m.Device(ctx, ids[0]); again == nil || len(m.IDs()) != 3 {
 		t.Fatal("Device did not return the open device")
 	}
-	if _, err := m.DeviceInRealm(ctx, "other", ids[0]); err == nil {
-		t.Fatal("same id in another realm accepted")
+	if _, err := m.DeviceInRealm(ctx, "other", ids[0]); !errors.Is(err, ErrRealmConflict) {
+		t.Fatalf("same id in another realm: %v", err)
 	}
 	if err := m.Forget(ctx, ids[2]); err != nil || len(m.IDs()) != 2 {
 		t.Fatalf("Forget %v %v", err, m.IDs())
@@ -601,6 +601,27 @@ func TestManagerServesManyDevices(t *testing.T) {
 	}
 	if _, err := m.Device(ctx, ids[0]); !errors.Is(err, ErrClosed) {
 		t.Fatalf("closed manager = %v", err)
+	}
+	// The realm is saved with the device's data: a new manager on the same
+	// store (a restarted plugin) refuses the id in another realm too, even
+	// for a device that was forgotten from memory only; the store's
+	// ForgetDevice frees it.
+	m2 := NewManager(Config{Realm: "test", Store: r.store})
+	t.Cleanup(func() { _ = m2.Close(context.Background()) })
+	for _, id := range []string{ids[0], ids[2]} {
+		_, err := m2.DeviceInRealm(ctx, "other", id)
+		if !errors.Is(err, ErrRealmConflict) || !strings.Contains(err.Error(), `belongs to realm "test"`) {
+			t.Fatalf("after restart, %s in another realm: %v", id, err)
+		}
+	}
+	if d, err := m2.Device(ctx, ids[0]); err != nil || d.Realm() != "test" {
+		t.Fatalf("after restart, same realm: %v", err)
+	}
+	if err := r.store.ForgetDevice(ctx, ids[2]); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := m2.DeviceInRealm(ctx, "other", ids[2]); err != nil || d.Realm() != "other" {
+		t.Fatalf("forgotten id in another realm: %v", err)
 	}
 }
 
@@ -624,6 +645,11 @@ func TestSlowSubscriberDropsEventsNotDevice(t *testing.T) {
 	}
 	for k := 0; k < 5; k++ {
 		nextEvent(t, fast, EventDataReceived)
+	}
+	// emit offers each event to the subscribers in map order: the fast one
+	// can have the last event before the slow one's drop is counted.
+	for deadline := time.Now().Add(5 * time.Second); slow.Dropped() < 5 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
 	}
 	if slow.Dropped() != 5 {
 		t.Fatalf("slow subscriber dropped %d", slow.Dropped())

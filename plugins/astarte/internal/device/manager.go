@@ -30,8 +30,19 @@ func (m *Manager) Device(ctx context.Context, deviceID string) (*Device, error) 
 	return m.DeviceInRealm(ctx, m.base.Realm, deviceID)
 }
 
-// DeviceInRealm is Device for an explicit realm. A device id is open in at
-// most one realm at a time.
+// ErrRealmConflict is matched by the error of using a device id in another
+// realm than its own.
+var ErrRealmConflict = errors.New("the device belongs to another realm")
+
+// metaRealm is the realm a device's data belongs to, saved when the device
+// is first opened.
+const metaRealm = "realm"
+
+// DeviceInRealm is Device for an explicit realm. A device id belongs to one
+// realm: the realm it was first opened in is saved with its data, and
+// opening it in another realm (in this process or after a restart) fails
+// with an error matching ErrRealmConflict. Forgetting the device's data
+// (store.ForgetDevice) frees the id.
 func (m *Manager) DeviceInRealm(ctx context.Context, realm, deviceID string) (*Device, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -40,9 +51,23 @@ func (m *Manager) DeviceInRealm(ctx context.Context, realm, deviceID string) (*D
 	}
 	if d, ok := m.devices[deviceID]; ok {
 		if d.realm != realm {
-			return nil, fmt.Errorf("device %s is open in realm %q, not %q", deviceID, d.realm, realm)
+			return nil, fmt.Errorf("device %s is open in realm %q, not %q: %w", deviceID, d.realm, realm, ErrRealmConflict)
 		}
 		return d, nil
+	}
+	if st := m.base.Store; st != nil {
+		saved, ok, err := st.Meta(ctx, deviceID, metaRealm)
+		if err != nil {
+			return nil, err
+		}
+		if ok && saved != realm {
+			return nil, fmt.Errorf("device %s belongs to realm %q (its stored data is kept for it), not %q: %w", deviceID, saved, realm, ErrRealmConflict)
+		}
+		if !ok {
+			if err := st.SetMeta(ctx, deviceID, metaRealm, realm); err != nil {
+				return nil, err
+			}
+		}
 	}
 	cfg := m.base
 	cfg.DeviceID, cfg.Realm = deviceID, realm
