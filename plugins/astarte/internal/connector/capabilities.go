@@ -169,6 +169,49 @@ type SendRequest struct {
 	Timestamp *time.Time `json:"timestamp,omitempty" jsonschema:"description=Explicit timestamp (required when the mapping has explicit_timestamp)"`
 }
 
+// SendBatchRequest is the request of send_batch.
+type SendBatchRequest struct {
+	DeviceID string         `json:"device_id" jsonschema:"pattern=^[A-Za-z0-9_-]{22}$"`
+	Messages []BatchMessage `json:"messages" jsonschema:"minItems=1,maxItems=10000,description=Datastream messages (1 to 10000): all are validated first and an invalid one refuses the whole batch; order is kept per interface and path"`
+}
+
+// BatchMessage is one message of send_batch: value on an individual
+// interface, values on an object-aggregated one.
+type BatchMessage struct {
+	Interface string `json:"interface" jsonschema:"minLength=1"`
+	Path      string `json:"path" jsonschema:"minLength=1,description=Concrete path; on an object-aggregated interface the object's base path"`
+	// Value is the value on an individual interface.
+	Value *jsonValue `json:"value,omitempty" jsonschema:"description=The value on an individual interface. longinteger may be a string; binaryblob base64; datetime RFC 3339."`
+	// Values is the object on an object-aggregated interface.
+	Values    map[string]jsonValue `json:"values,omitempty" jsonschema:"description=The object on an object-aggregated interface\\, keyed by the last endpoint segment"`
+	Timestamp *time.Time           `json:"timestamp,omitempty" jsonschema:"description=Explicit timestamp (required when the mapping has explicit_timestamp)"`
+}
+
+// SendBatchResponse is the response of send_batch: one result per message,
+// in order, and the counts of each outcome.
+type SendBatchResponse struct {
+	Results        []BatchResult `json:"results"`
+	Delivered      int           `json:"delivered"`
+	QueuedStored   int           `json:"queued_stored"`
+	QueuedVolatile int           `json:"queued_volatile"`
+	Failed         int           `json:"failed"`
+}
+
+// BatchResult is the outcome of one message of send_batch.
+type BatchResult struct {
+	Index    int             `json:"index"`
+	OK       bool            `json:"ok"`
+	Delivery device.Delivery `json:"delivery,omitempty" jsonschema:"enum=delivered,enum=queued_stored,enum=queued_volatile"`
+	Error    *BatchError     `json:"error,omitempty"`
+}
+
+// BatchError is why one message of send_batch failed.
+type BatchError struct {
+	Code      sdk.Code `json:"code"`
+	Message   string   `json:"message"`
+	Retryable bool     `json:"retryable,omitempty"`
+}
+
 // PropertyRequest is the request of set_property.
 type PropertyRequest struct {
 	DeviceID  string    `json:"device_id" jsonschema:"pattern=^[A-Za-z0-9_-]{22}$"`
@@ -241,6 +284,7 @@ func register(integ *sdk.Integration, p *plugin) {
 	sdk.Register(integ, "status", p.status, sdk.WithDescription("Connection state, queues and counters"))
 	sdk.Register(integ, "send", p.send, sdk.WithDescription("Send a value on an individual datastream"))
 	sdk.Register(integ, "send_aggregate", p.sendAggregate, sdk.WithDescription("Send an object on an object-aggregated datastream"))
+	sdk.Register(integ, "send_batch", p.sendBatch, sdk.WithDescription("Send up to 10000 datastream messages in one call: all validated first, then sent pipelined (order kept per interface and path) or queued by retention; one result per message"))
 	sdk.Register(integ, "set_property", p.setProperty, sdk.WithDescription("Set a device-owned property"))
 	sdk.Register(integ, "unset_property", p.unsetProperty, sdk.WithDescription("Unset a device-owned property (allow_unset)"))
 	sdk.Register(integ, "get_property", p.getProperty, sdk.WithDescription("A stored property value"))
@@ -660,6 +704,75 @@ func (p *plugin) sendAggregate(ctx context.Context, req sdk.Request[SendRequest]
 	}
 	got, err := d.SendObject(ctx, a.Interface, a.Path, obj, a.Timestamp)
 	return DeliveryResponse{Delivery: got}, err
+}
+
+func (p *plugin) sendBatch(ctx context.Context, req sdk.Request[SendBatchRequest]) (SendBatchResponse, error) {
+	a := req.Args
+	if n := len(a.Messages); n == 0 || n > device.MaxBatch {
+		return SendBatchResponse{}, sdk.Errorf(sdk.BadRequest, "request.messages: %d messages, want 1 to %d", n, device.MaxBatch)
+	}
+	d, err := p.openDevice(ctx, req.Envelope, a.DeviceID)
+	if err != nil {
+		return SendBatchResponse{}, err
+	}
+	items := make([]device.BatchItem, len(a.Messages))
+	for k, m := range a.Messages {
+		it := device.BatchItem{Interface: m.Interface, Path: m.Path, Timestamp: m.Timestamp}
+		if m.Value != nil {
+			it.Value = m.Value.v
+		}
+		if m.Values != nil {
+			it.Values = make(map[string]any, len(m.Values))
+			for key, v := range m.Values {
+				it.Values[key] = v.v
+			}
+		}
+		items[k] = it
+	}
+	res, err := d.SendBatch(ctx, items)
+	if err != nil {
+		return SendBatchResponse{}, err
+	}
+	out := SendBatchResponse{Results: make([]BatchResult, len(res))}
+	for k, r := range res {
+		if r.Err != nil {
+			e := itemError(r.Err)
+			out.Results[k] = BatchResult{Index: k, Error: &BatchError{Code: e.Code, Message: e.Message, Retryable: e.Retryable}}
+			out.Failed++
+			continue
+		}
+		out.Results[k] = BatchResult{Index: k, OK: true, Delivery: r.Delivery}
+		switch r.Delivery {
+		case device.Delivered:
+			out.Delivered++
+		case device.QueuedStored:
+			out.QueuedStored++
+		case device.QueuedVolatile:
+			out.QueuedVolatile++
+		}
+	}
+	return out, nil
+}
+
+// batchErrorHandlers map the error of one message of a batch, as the SDK
+// maps a capability's error.
+var batchErrorHandlers = errorHandlers()
+
+// itemError maps the error of one message of send_batch to a contract code.
+func itemError(err error) *sdk.Error {
+	var e *sdk.Error
+	if errors.As(err, &e) {
+		return e
+	}
+	for _, h := range batchErrorHandlers {
+		if e := h(err); e != nil {
+			return e
+		}
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return &sdk.Error{Code: sdk.RequestTimeout, Message: "not sent before the call ended: " + err.Error(), Err: err, Retryable: true}
+	}
+	return &sdk.Error{Code: sdk.InternalError, Message: err.Error(), Err: err}
 }
 
 func (p *plugin) setProperty(ctx context.Context, req sdk.Request[PropertyRequest]) (DeliveryResponse, error) {

@@ -249,11 +249,11 @@ func (p *plugin) device(ctx context.Context, c *cfg, id string) (*device.Device,
 		return nil, err
 	}
 	d, err := mgr.DeviceInRealm(ctx, realm, id)
-	if err != nil {
-		if errors.Is(err, device.ErrClosed) {
-			return nil, err
-		}
+	if errors.Is(err, device.ErrRealmConflict) {
 		return nil, sdk.Errorf(sdk.Conflict, "%v", err)
+	}
+	if err != nil {
+		return nil, err
 	}
 	if c.InterfacesDir != "" {
 		key := id + "\x00" + c.InterfacesDir
@@ -358,6 +358,14 @@ func (p *plugin) connect(ctx context.Context, c *cfg, id, transportName string, 
 	if err != nil {
 		return nil, err
 	}
+	// Without a credentials secret no attempt can succeed (the Pairing API
+	// needs it for the certificate and the broker URL): say so now rather
+	// than retry forever.
+	if _, err := prov.Store.Secret(d.Realm(), id); errors.Is(err, pairing.ErrNoCredentials) {
+		return nil, sdk.Errorf(sdk.NotFound, "device %s has no credentials secret stored for realm %s: call register_device (or import_credentials_secret for a device registered elsewhere) before connect over mqtt", id, d.Realm())
+	} else if err != nil {
+		return nil, err
+	}
 	base := c.tlsConfig()
 	insecure := c.InsecureSkipVerify
 	tr, err := mqtt.New(mqtt.Config{Realm: d.Realm(), DeviceID: id, Logger: p.log,
@@ -398,6 +406,9 @@ func errorHandlers() []sdk.ErrorHandler {
 			return &sdk.Error{Code: sdk.BadRequest, Message: e.Error()}
 		}),
 		sdk.MapErrorFunc(hubError),
+		sdk.MapErrorFunc(func(e *device.InvalidBatchError) *sdk.Error {
+			return &sdk.Error{Code: sdk.BadRequest, Message: e.Format("request.")}
+		}),
 		sdk.MapErrorFunc(func(e *device.OfflineError) *sdk.Error {
 			return &sdk.Error{Code: sdk.ServiceError, Message: e.Error(), Retryable: true}
 		}),

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/connector-host/connector-host/plugins/astarte/internal/interfaces"
 	"github.com/connector-host/connector-host/plugins/astarte/internal/transport"
 )
 
@@ -22,12 +23,12 @@ const MaxBatch = 10000
 type BatchItem struct {
 	Interface string
 	Path      string
-	// Value is the value of an individual message.
+	// Value is the value of a message on an individual interface (nil when
+	// not given).
 	Value any
-	// Values is set (Object true) for an object-aggregated message.
-	Values map[string]any
-	// Object tells which of Value and Values the message carries.
-	Object    bool
+	// Values is the object of a message on an object-aggregated interface
+	// (nil when not given).
+	Values    map[string]any
 	Timestamp *time.Time
 }
 
@@ -80,6 +81,22 @@ func (e *InvalidBatchError) Format(prefix string) string {
 	return b.String()
 }
 
+// batchShape checks that a message carries value or values as its
+// interface wants (the rest is checked as send and send_aggregate do).
+func batchShape(iface *interfaces.Interface, it BatchItem) (string, error) {
+	switch {
+	case it.Value != nil && it.Values != nil:
+		return fieldValues, interfaces.PathError(it.Interface, it.Path, "give value (individual interface) or values (object-aggregated interface), not both")
+	case iface == nil || iface.Type != interfaces.Datastream || iface.Ownership != interfaces.DeviceOwned:
+		return "", nil
+	case iface.IsObject() && it.Values == nil:
+		return fieldValues, interfaces.PathError(it.Interface, it.Path, "interface is object-aggregated: give values (an object keyed by the last endpoint segment) instead of value")
+	case !iface.IsObject() && it.Values != nil:
+		return fieldValue, interfaces.PathError(it.Interface, it.Path, "interface is individual: give value instead of values")
+	}
+	return "", nil
+}
+
 // ErrBatchSize is matched by the error of an empty or too large batch.
 var ErrBatchSize = fmt.Errorf("a batch has 1 to %d messages", MaxBatch)
 
@@ -105,12 +122,13 @@ func (d *Device) SendBatch(ctx context.Context, items []BatchItem) ([]Result, er
 	msgs := make([]*transport.Message, len(items))
 	var invalid []ItemError
 	for k, it := range items {
-		var field string
-		var err error
-		if it.Object {
-			msgs[k], field, err = d.prepareObject(it.Interface, it.Path, it.Values, it.Timestamp)
-		} else {
-			msgs[k], field, err = d.prepareIndividual(it.Interface, it.Path, it.Value, it.Timestamp)
+		field, err := batchShape(d.Interface(it.Interface), it)
+		if err == nil {
+			if it.Values != nil {
+				msgs[k], field, err = d.prepareObject(it.Interface, it.Path, it.Values, it.Timestamp)
+			} else {
+				msgs[k], field, err = d.prepareIndividual(it.Interface, it.Path, it.Value, it.Timestamp)
+			}
 		}
 		if errors.Is(err, ErrClosed) {
 			return nil, err

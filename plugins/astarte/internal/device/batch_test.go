@@ -76,7 +76,7 @@ func sharedBatch(t *testing.T, u upstream) {
 		if k%50 == 0 {
 			items = append(items, BatchItem{Interface: "com.example.Batch", Path: "/t/ts", Value: float64(k) + 0.5, Timestamp: &ts})
 			want["com.example.Batch/t/ts"] = append(want["com.example.Batch/t/ts"], float64(k)+0.5)
-			items = append(items, BatchItem{Interface: "com.example.Geo", Path: "/g", Object: true, Timestamp: &ts,
+			items = append(items, BatchItem{Interface: "com.example.Geo", Path: "/g", Timestamp: &ts,
 				Values: map[string]any{"lat": float64(k), "lon": 2.5, "tags": []any{"a"}}})
 			want["com.example.Geo/g"] = append(want["com.example.Geo/g"], map[string]any{"lat": float64(k), "lon": 2.5, "tags": []string{"a"}})
 		}
@@ -115,10 +115,13 @@ func sharedBatchValidation(t *testing.T, u upstream) {
 		{Interface: "com.example.Batch", Path: "/a/nope", Value: 1},
 		{Interface: "com.example.Batch", Path: "/a/stored", Value: "one"},
 		{Interface: "com.example.Batch", Path: "/a/ts", Value: 1.5},
-		{Interface: "com.example.Geo", Path: "/g", Object: true, Timestamp: &ts, Values: map[string]any{"alt": 1.0}},
+		{Interface: "com.example.Geo", Path: "/g", Timestamp: &ts, Values: map[string]any{"alt": 1.0}},
 		{Interface: "com.example.Geo", Path: "/g", Value: 1.0, Timestamp: &ts},
 		{Interface: "com.example.DevProps", Path: "/fixed", Value: 1},
 		{Interface: "com.example.Batch", Path: "/b/stored", Value: 2},
+		{Interface: "com.example.Batch", Path: "/b/stored", Values: map[string]any{"x": 1}},
+		{Interface: "com.example.Batch", Path: "/b/stored", Value: 1, Values: map[string]any{"x": 1}},
+		{Interface: "com.example.Batch", Path: "/b/stored"},
 	}
 	_, err := d.SendBatch(ctx, items)
 	var be *InvalidBatchError
@@ -133,14 +136,16 @@ func sharedBatchValidation(t *testing.T, u upstream) {
 		}
 		got = append(got, fmt.Sprintf("%d.%s", it.Index, it.Field))
 	}
-	want := []string{"1.interface", "2.path", "3.value", "4.timestamp", "5.values.alt", "6.interface", "7.interface"}
+	want := []string{"1.interface", "2.path", "3.value", "4.timestamp", "5.values.alt", "6.values", "7.interface", "9.value", "10.values", "11.value"}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("invalid items %v, want %v", got, want)
 	}
 	msg := be.Format("request.")
-	for _, part := range []string{"7 of 9 messages are invalid; nothing was sent", "request.messages[1].interface: ", "not in the device introspection",
+	for _, part := range []string{"10 of 12 messages are invalid; nothing was sent", "request.messages[1].interface: ", "not in the device introspection",
 		"request.messages[2].path: ", `"/a/nope"`, "request.messages[3].value: ", "request.messages[4].timestamp: ", "timestamp is required",
-		"request.messages[5].values.alt: ", "request.messages[6].interface: ", "object-aggregated", "request.messages[7].interface: "} {
+		"request.messages[5].values.alt: ", "request.messages[6].values: ", "object-aggregated: give values", "request.messages[7].interface: ",
+		"request.messages[9].value: ", "individual: give value instead of values", "request.messages[10].values: ", "not both",
+		"request.messages[11].value: ", "value is missing"} {
 		if !strings.Contains(msg, part) {
 			t.Fatalf("message %q does not contain %q", msg, part)
 		}
