@@ -187,3 +187,32 @@ func TestRealmPersistedAcrossRestart(t *testing.T) {
 		t.Fatalf("same realm after restart: %v", got)
 	}
 }
+
+// jsonValue keeps numbers exact and decodes every JSON type, through its
+// fast paths (numbers, plain strings) and the decoder alike.
+func TestJSONValue(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		`12345678901234567890`: "12345678901234567890 json.Number",
+		`-1.5e3`:               "-1.5e3 json.Number",
+		`"plain é"`:            "plain é string",
+		`"esc\"aped\n"`:        "esc\"aped\n string",
+		`"\u00e9"`:             "é string",
+		`true`:                 "true bool",
+		`null`:                 "<nil> <nil>",
+		`[1,"a"]`:              "[1 a] []interface {}",
+		`{"a":2}`:              "map[a:2] map[string]interface {}",
+	} {
+		var j jsonValue
+		if err := j.UnmarshalJSON([]byte(in)); err != nil {
+			t.Fatalf("%s: %v", in, err)
+		}
+		if got := fmt.Sprintf("%v %T", j.v, j.v); got != want {
+			t.Fatalf("%s: got %q, want %q", in, got, want)
+		}
+	}
+	var j jsonValue
+	if err := j.UnmarshalJSON([]byte("\"\xff\"")); err != nil || j.v != "\ufffd" {
+		t.Fatalf("invalid UTF-8: %q %v", j.v, err)
+	}
+}

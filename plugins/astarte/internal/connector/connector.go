@@ -5,6 +5,7 @@
 package connector
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -19,9 +20,9 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/invopop/jsonschema"
 
@@ -436,7 +437,17 @@ func errorHandlers() []sdk.ErrorHandler {
 type jsonValue struct{ v any }
 
 func (j *jsonValue) UnmarshalJSON(b []byte) error {
-	dec := json.NewDecoder(strings.NewReader(string(b)))
+	// Fast paths for the common scalars (b is one valid JSON value: the
+	// decoder that calls this has checked it).
+	switch {
+	case len(b) > 0 && (b[0] == '-' || (b[0] >= '0' && b[0] <= '9')):
+		j.v = json.Number(b)
+		return nil
+	case len(b) > 1 && b[0] == '"' && bytes.IndexByte(b, '\\') < 0 && utf8.Valid(b):
+		j.v = string(b[1 : len(b)-1])
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	return dec.Decode(&j.v)
 }
