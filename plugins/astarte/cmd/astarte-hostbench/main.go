@@ -1,11 +1,12 @@
 // Command astarte-hostbench measures the astarte plugin through the host,
 // as a user runs it: a `connector-host serve` process with the real
 // connector-astarte plugin process, HTTP calls to
-// /v1/connectors/astarte/send, and the local Astarte emulator (Pairing API
-// and TLS broker) in this process:
+// /v1/connectors/astarte/send and send_batch, and the local Astarte
+// emulator (Pairing API and TLS broker) in this process:
 //
 //	astarte-hostbench [-host bin/connector-host] [-plugin bin/plugins/connector-astarte]
-//	                  [-messages 5000] [-workers 16] [-drain 10000] [-devices 100] [-rtt 10ms]
+//	                  [-messages 5000] [-workers 16] [-batches 500,1000] [-batch-workers 1,4]
+//	                  [-batch-messages 20000] [-drain 10000] [-devices 100] [-rtt 10ms]
 //
 // It prints:
 //   - datastream sends/s at QoS 0 (unreliable) and QoS 1 (guaranteed: each
@@ -13,6 +14,9 @@
 //     time and with -workers HTTP calls in flight, beside a raw paho client
 //     publishing the same BSON to the same broker the same way (one at a
 //     time waiting for each token; -workers goroutines), and the ratio;
+//   - QoS 1 messages/s with send_batch (each batch answered once every
+//     message has its PUBACK), for each batch size and number of batches
+//     in flight, against the raw client with -workers in flight;
 //   - the same QoS 1 rates over a simulated network with -rtt round-trip
 //     time: both the plugin and the raw client reach the broker through a
 //     TCP relay that delays each direction by rtt/2 (the plugin learns the
@@ -42,21 +46,17 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
-	"strings"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/google/uuid"
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"gopkg.in/yaml.v3"
 
+	"github.com/connector-host/connector-host/plugins/astarte/internal/benchutil"
+	"github.com/connector-host/connector-host/testkit/benchkit"
 	astarteemu "github.com/connector-host/connector-host/testkit/emulators/astarte"
 )
 
@@ -65,13 +65,16 @@ const benchIface = `{"interface_name":"com.example.Bench","version_major":1,"ver
               {"endpoint":"/q1","type":"double","reliability":"guaranteed","retention":"stored"}]}`
 
 type options struct {
-	host, plugin string
-	messages     int
-	workers      int
-	drain        int
-	devices      int
-	rtt          time.Duration
-	duration     time.Duration
+	host, plugin  string
+	messages      int
+	workers       int
+	batches       string
+	batchWorkers  string
+	batchMessages int
+	drain         int
+	devices       int
+	rtt           time.Duration
+	duration      time.Duration
 }
 
 func main() {
@@ -80,6 +83,9 @@ func main() {
 	flag.StringVar(&o.plugin, "plugin", "bin/plugins/connector-astarte", "connector-astarte plugin binary")
 	flag.IntVar(&o.messages, "messages", 5000, "messages per rate measurement")
 	flag.IntVar(&o.workers, "workers", 16, "calls in flight for the concurrent rates")
+	flag.StringVar(&o.batches, "batches", "500,1000", "send_batch sizes (comma-separated; empty: skip the batch rows)")
+	flag.StringVar(&o.batchWorkers, "batch-workers", "1,4", "send_batch calls in flight (comma-separated)")
+	flag.IntVar(&o.batchMessages, "batch-messages", 20000, "messages per send_batch measurement")
 	flag.IntVar(&o.drain, "drain", 10000, "messages queued for the drain measurement")
 	flag.IntVar(&o.devices, "devices", 100, "connected devices for the RSS figure")
 	flag.DurationVar(&o.rtt, "rtt", 10*time.Millisecond, "round-trip time of the simulated network for the QoS 1 rows with latency (0: skip them)")
@@ -96,21 +102,23 @@ type bench struct {
 	o     options
 	emu   *astarteemu.Emulator
 	files astarteemu.Files
-	url   string
-	proc  *exec.Cmd
-	http  *http.Client
+	serve *benchkit.Serve
+	c     *benchutil.Client
 	dir   string
 }
 
+const benchInterface = "com.example.Bench"
+
 func run(o options) error {
-	for _, p := range []string{o.host, o.plugin} {
-		if _, err := os.Stat(p); err != nil {
-			return fmt.Errorf("%s: %w (run `make build` first)", p, err)
-		}
+	sizes, err := benchutil.Ints(o.batches)
+	if err != nil {
+		return fmt.Errorf("-batches: %w", err)
 	}
-	b := &bench{o: o, http: &http.Client{Timeout: 2 * time.Minute,
-		Transport: &http.Transport{MaxIdleConns: 4 * o.workers, MaxIdleConnsPerHost: 4 * o.workers}}}
-	var err error
+	batchWorkers, err := benchutil.Ints(o.batchWorkers)
+	if err != nil {
+		return fmt.Errorf("-batch-workers: %w", err)
+	}
+	b := &bench{o: o}
 	if b.dir, err = os.MkdirTemp("", "astarte-hostbench-"); err != nil {
 		return err
 	}
@@ -122,32 +130,35 @@ func run(o options) error {
 	if b.files, err = b.emu.WriteFiles(filepath.Join(b.dir, "emulator")); err != nil {
 		return err
 	}
-	if err := b.startHost(); err != nil {
+	if b.serve, err = benchutil.Serve(o.host, o.plugin, b.emu.Settings(b.files)); err != nil {
 		return err
 	}
-	defer b.stopHost()
+	defer b.serve.Stop()
+	b.c = benchutil.NewClient(b.serve.URL, 4*max(o.workers, 16))
 	ctx := context.Background()
 
 	// RSS first, on a fresh plugin process.
-	pid, err := b.pluginPID()
+	pid, err := b.serve.PluginPID("astarte")
 	if err != nil {
 		return err
 	}
-	idle := rss(pid)
+	idle := benchkit.RSS(pid)
 	ids, err := b.connectMany(ctx, o.devices)
 	if err != nil {
 		return err
 	}
-	loaded := rss(pid)
+	loaded := benchkit.RSS(pid)
 	for _, id := range ids {
-		if _, err := b.call(ctx, "disconnect", map[string]any{"device_id": id}, nil); err != nil {
+		if _, err := b.c.Call(ctx, "disconnect", map[string]any{"device_id": id}, nil); err != nil {
 			return err
 		}
 	}
 
 	fmt.Printf("astarte through the host (connector-host serve + connector-astarte) vs raw paho, same broker, same BSON\n")
-	fmt.Printf("(%d messages per loopback row, %s per row with latency; %d CPUs)\n\n", o.messages, o.duration, runtime.NumCPU())
-	fmt.Printf("%-56s %10s %10s %7s\n", "measure", "host", "raw paho", "ratio")
+	fmt.Printf("%s\n(%d messages per loopback per-call row, %d per batch row, %s per row with latency)\n\n",
+		benchkit.Machine(), o.messages, o.batchMessages, o.duration)
+	t := benchutil.Table{Width: 60}
+	t.Header("measure", "host", "raw paho")
 	loop := route{name: "loopback"}
 	id, err := b.newDevice(ctx, loop)
 	if err != nil {
@@ -161,15 +172,32 @@ func run(o options) error {
 	if err := b.samePayload(ctx, id, raw); err != nil {
 		return err
 	}
-	count := func(workers int, f func(int) error) (float64, error) { return parallel(o.messages, 0, workers, f) }
+	count := func(workers int, f func(int) error) (float64, error) {
+		return benchutil.Parallel(o.messages, 0, workers, f)
+	}
+	var rawQoS1 float64 // raw paho QoS 1 with -workers in flight
 	for _, q := range []struct {
 		name, path string
 		qos        byte
 	}{{"QoS 0", "/q0", 0}, {"QoS 1 (PUBACK)", "/q1", 1}} {
 		for _, w := range []int{1, o.workers} {
-			if err := b.row(ctx, fmt.Sprintf("sends/s %s, loopback, %d in flight", q.name, w), id, loop, raw, q.path, q.qos, w, count); err != nil {
+			rr, err := b.row(t, fmt.Sprintf("sends/s %s, loopback, %d in flight", q.name, w), id, loop, raw, q.path, q.qos, w, count)
+			if err != nil {
 				return err
 			}
+			if q.qos == 1 && w == o.workers {
+				rawQoS1 = rr
+			}
+		}
+	}
+	for _, size := range sizes {
+		for _, w := range batchWorkers {
+			send := benchutil.Warm(b.c.BatchSender(ctx, id, benchInterface, size, func(int) string { return "/q1" }, nil), 3)
+			rate, err := benchutil.Parallel(max(o.batchMessages/size, 1), 0, w, send)
+			if err != nil {
+				return err
+			}
+			t.Row(fmt.Sprintf("msgs/s QoS 1 send_batch of %d, loopback, %d in flight", size, w), rate*float64(size), rawQoS1)
 		}
 	}
 	if o.rtt > 0 {
@@ -187,107 +215,53 @@ func run(o options) error {
 			return err
 		}
 		defer lraw.client.Disconnect(0)
-		timed := func(workers int, f func(int) error) (float64, error) { return parallel(0, o.duration, workers, f) }
+		timed := func(workers int, f func(int) error) (float64, error) {
+			return benchutil.Parallel(0, o.duration, workers, f)
+		}
+		var rawRTT float64
 		for _, w := range []int{1, o.workers} {
-			if err := b.row(ctx, fmt.Sprintf("sends/s QoS 1 (PUBACK), RTT %s, %d in flight", o.rtt, w), lid, lat, lraw, "/q1", 1, w, timed); err != nil {
+			rr, err := b.row(t, fmt.Sprintf("sends/s QoS 1 (PUBACK), RTT %s, %d in flight", o.rtt, w), lid, lat, lraw, "/q1", 1, w, timed)
+			if err != nil {
 				return err
 			}
+			rawRTT = rr
+		}
+		if len(sizes) > 0 {
+			size := sizes[len(sizes)-1]
+			send := benchutil.Warm(b.c.BatchSender(ctx, lid, benchInterface, size, func(int) string { return "/q1" }, lat.settings), 1)
+			rate, err := benchutil.Parallel(0, o.duration, 1, send)
+			if err != nil {
+				return err
+			}
+			t.Row(fmt.Sprintf("msgs/s QoS 1 send_batch of %d, RTT %s, 1 in flight", size, o.rtt), rate*float64(size), rawRTT)
 		}
 	}
 	atBroker, endToEnd, err := b.drainRate(ctx, id)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%-56s %10.0f\n", fmt.Sprintf("durable queue drain msgs/s at the broker (%d queued)", o.drain), atBroker)
-	fmt.Printf("%-56s %10.0f\n", "durable queue drain msgs/s, reconnected to empty", endToEnd)
-	fmt.Printf("%-56s %6d KiB\n", "plugin RSS idle", idle)
-	fmt.Printf("%-56s %6d KiB\n", fmt.Sprintf("plugin RSS with %d connected devices", o.devices), loaded)
-	fmt.Printf("%-56s %6d KiB\n", "plugin RSS per connected device", (loaded-idle)/int64(max(o.devices, 1)))
+	t.Value(fmt.Sprintf("durable queue drain msgs/s at the broker (%d queued)", o.drain), atBroker)
+	t.Value("durable queue drain msgs/s, reconnected to empty", endToEnd)
+	t.RSS("plugin RSS idle", idle)
+	t.RSS(fmt.Sprintf("plugin RSS with %d connected devices", o.devices), loaded)
+	t.RSS("plugin RSS per connected device", (loaded-idle)/int64(max(o.devices, 1)))
 	return nil
 }
 
 // row measures one line: the host rate, then the raw client's, same path,
-// QoS and calls in flight.
-func (b *bench) row(ctx context.Context, name, id string, r route, raw *rawPublisher, path string, qos byte, workers int,
-	measure func(int, func(int) error) (float64, error)) error {
-	host, err := measure(workers, b.sender(ctx, id, r, path))
+// QoS and calls in flight. It returns the raw rate.
+func (b *bench) row(t benchutil.Table, name, id string, r route, raw *rawPublisher, path string, qos byte, workers int,
+	measure func(int, func(int) error) (float64, error)) (float64, error) {
+	host, err := measure(workers, benchutil.Warm(b.c.Sender(context.Background(), id, benchInterface, path, r.settings), 50))
 	if err != nil {
-		return err
+		return 0, err
 	}
 	rr, err := measure(workers, raw.publisher(path, qos))
 	if err != nil {
-		return err
+		return 0, err
 	}
-	fmt.Printf("%-56s %10.0f %10.0f %7.2f\n", name, host, rr, host/rr)
-	return nil
-}
-
-// startHost runs `connector-host serve` with the plugin and the emulator's
-// settings as the astarte connector's defaults.
-func (b *bench) startHost() error {
-	plugins := filepath.Join(b.dir, "plugins")
-	if err := os.MkdirAll(plugins, 0o700); err != nil {
-		return err
-	}
-	abs, err := filepath.Abs(b.o.plugin)
-	if err != nil {
-		return err
-	}
-	if err := os.Symlink(abs, filepath.Join(plugins, "connector-astarte")); err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	cfg := map[string]any{
-		"listen": addr, "plugins_dir": plugins, "data_dir": filepath.Join(b.dir, "data"), "log_level": "warn",
-		"connectors": map[string]any{"astarte": map[string]any{"settings": b.emu.Settings(b.files), "max_concurrency": 1024}},
-	}
-	raw, err := yaml.Marshal(cfg)
-	if err != nil {
-		return err
-	}
-	cfgPath := filepath.Join(b.dir, "connector-host.yaml")
-	if err := os.WriteFile(cfgPath, raw, 0o600); err != nil {
-		return err
-	}
-	b.proc = exec.Command(b.o.host, "serve", "--config", cfgPath)
-	b.proc.Stderr = os.Stderr
-	if err := b.proc.Start(); err != nil {
-		return err
-	}
-	b.url = "http://" + addr
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		if resp, err := b.http.Get(b.url + "/readyz"); err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	b.stopHost()
-	return errors.New("connector-host serve not ready within 60 s")
-}
-
-func (b *bench) stopHost() {
-	if b.proc == nil || b.proc.Process == nil {
-		return
-	}
-	_ = b.proc.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = b.proc.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(15 * time.Second):
-		_ = b.proc.Process.Kill()
-		<-done
-	}
-	b.proc = nil
+	t.Row(name, host, rr)
+	return rr, nil
 }
 
 // route is how a device reaches Astarte: the connector's default settings
@@ -296,44 +270,6 @@ type route struct {
 	name       string
 	settings   map[string]any // request settings override (nil: defaults)
 	brokerAddr string         // where raw clients connect
-}
-
-// call invokes a capability, with settings overriding the defaults when
-// given, and returns the response object.
-func (b *bench) call(ctx context.Context, capability string, request, settings map[string]any) (map[string]any, error) {
-	env := map[string]any{"request": request}
-	if settings != nil {
-		env["settings"] = settings
-	}
-	body, err := json.Marshal(env)
-	if err != nil {
-		return nil, err
-	}
-	out, status, err := b.post(ctx, capability, body)
-	if err != nil {
-		return nil, err
-	}
-	var resp struct {
-		Response map[string]any `json:"response"`
-	}
-	if err := json.Unmarshal(out, &resp); err != nil || status != http.StatusOK {
-		return nil, fmt.Errorf("%s: status %d: %s", capability, status, out)
-	}
-	return resp.Response, nil
-}
-
-func (b *bench) post(ctx context.Context, capability string, body []byte) ([]byte, int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.url+"/v1/connectors/astarte/"+capability, bytes.NewReader(body))
-	if err != nil {
-		return nil, 0, err
-	}
-	resp, err := b.http.Do(req)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer func() { _ = resp.Body.Close() }()
-	out, err := io.ReadAll(resp.Body)
-	return out, resp.StatusCode, err
 }
 
 // newDevice pairs a device through the host, adds the bench interface and
@@ -347,29 +283,29 @@ func (b *bench) newDevice(ctx context.Context, r route) (string, error) {
 }
 
 func (b *bench) pair(ctx context.Context, r route) (string, error) {
-	res, err := b.call(ctx, "generate_device_id", map[string]any{}, nil)
+	res, err := b.c.Call(ctx, "generate_device_id", map[string]any{}, nil)
 	if err != nil {
 		return "", err
 	}
 	id, _ := res["device_id"].(string)
-	if _, err := b.call(ctx, "register_device", map[string]any{"device_id": id, "realm_private_key_file": b.files.RealmKeyFile}, r.settings); err != nil {
+	if _, err := b.c.Call(ctx, "register_device", map[string]any{"device_id": id, "realm_private_key_file": b.files.RealmKeyFile}, r.settings); err != nil {
 		return "", err
 	}
-	if _, err := b.call(ctx, "obtain_device_certificate", map[string]any{"device_id": id}, r.settings); err != nil {
+	if _, err := b.c.Call(ctx, "obtain_device_certificate", map[string]any{"device_id": id}, r.settings); err != nil {
 		return "", err
 	}
 	var iface map[string]any
 	if err := json.Unmarshal([]byte(benchIface), &iface); err != nil {
 		return "", err
 	}
-	if _, err := b.call(ctx, "add_interface", map[string]any{"device_id": id, "interface": iface}, r.settings); err != nil {
+	if _, err := b.c.Call(ctx, "add_interface", map[string]any{"device_id": id, "interface": iface}, r.settings); err != nil {
 		return "", err
 	}
 	return id, nil
 }
 
 func (b *bench) connect(ctx context.Context, id string, r route) error {
-	st, err := b.call(ctx, "connect", map[string]any{"device_id": id, "wait": true, "timeout_ms": 60000}, r.settings)
+	st, err := b.c.Call(ctx, "connect", map[string]any{"device_id": id, "wait": true, "timeout_ms": 60000}, r.settings)
 	if err != nil {
 		return err
 	}
@@ -400,77 +336,6 @@ func (b *bench) connectMany(ctx context.Context, n int) ([]string, error) {
 	return ids, err
 }
 
-// sender returns a func sending value v through the host; every send must
-// be answered "delivered". It is warmed up first.
-func (b *bench) sender(ctx context.Context, id string, r route, path string) func(int) error {
-	settings := []byte("null")
-	if r.settings != nil {
-		settings, _ = json.Marshal(r.settings)
-	}
-	send := func(v int) error {
-		body := fmt.Appendf(nil, `{"request":{"device_id":%q,"interface":"com.example.Bench","path":%q,"value":%d.5},"settings":%s}`, id, path, v, settings)
-		out, status, err := b.post(ctx, "send", body)
-		if err != nil {
-			return err
-		}
-		if status != http.StatusOK || !bytes.Contains(out, []byte(`"delivery":"delivered"`)) {
-			return fmt.Errorf("send %s: status %d: %s", path, status, out)
-		}
-		return nil
-	}
-	return warm(send)
-}
-
-// warm runs f a few times before the measurement; the first error is
-// returned by every later call.
-func warm(f func(int) error) func(int) error {
-	for v := 0; v < 50; v++ {
-		if err := f(v); err != nil {
-			return func(int) error { return err }
-		}
-	}
-	return f
-}
-
-// parallel runs f(0), f(1), ... on workers goroutines, n calls in all (or
-// for duration d when n is 0), and returns calls/s.
-func parallel(n int, d time.Duration, workers int, f func(int) error) (float64, error) {
-	var next, done atomic.Int64
-	var firstErr error
-	var once sync.Once
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	if n == 0 {
-		t := time.AfterFunc(d, func() { close(stop) })
-		defer t.Stop()
-	}
-	start := time.Now()
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				v := int(next.Add(1)) - 1
-				if n > 0 && v >= n {
-					return
-				}
-				if err := f(v); err != nil {
-					once.Do(func() { firstErr = err })
-					return
-				}
-				done.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
-	return float64(done.Load()) / time.Since(start).Seconds(), firstErr
-}
-
 // rawPublisher is a plain paho client with its own device certificate.
 type rawPublisher struct {
 	client paho.Client
@@ -499,7 +364,7 @@ func payloadOf(v float64) ([]byte, error) { return bson.Marshal(bson.D{{Key: "v"
 // publisher returns a func publishing value v and waiting for its token
 // (PUBACK at QoS 1), warmed up first.
 func (r *rawPublisher) publisher(path string, qos byte) func(int) error {
-	return warm(func(v int) error {
+	return benchutil.Warm(func(v int) error {
 		data, err := payloadOf(float64(v) + 0.5)
 		if err != nil {
 			return err
@@ -509,7 +374,7 @@ func (r *rawPublisher) publisher(path string, qos byte) func(int) error {
 			return errors.New("raw publish timed out")
 		}
 		return tok.Error()
-	})
+	}, 50)
 }
 
 // latencyRoute starts a TCP relay in front of the broker that delays each
@@ -662,7 +527,7 @@ func pipeDelayed(dst, src net.Conn, oneWay time.Duration) {
 // on the wire for the same value.
 func (b *bench) samePayload(ctx context.Context, id string, raw *rawPublisher) error {
 	b.emu.ResetMessages()
-	if _, err := b.call(ctx, "send", map[string]any{"device_id": id, "interface": "com.example.Bench", "path": "/q1", "value": 1.5}, nil); err != nil {
+	if _, err := b.c.Call(ctx, "send", map[string]any{"device_id": id, "interface": "com.example.Bench", "path": "/q1", "value": 1.5}, nil); err != nil {
 		return err
 	}
 	want, err := payloadOf(1.5)
@@ -686,9 +551,9 @@ func (b *bench) drainRate(ctx context.Context, id string) (atBroker, endToEnd fl
 	if _, err := b.waitStatus(ctx, id, func(st map[string]any) bool { return st["state"] == "connecting" }); err != nil {
 		return 0, 0, err
 	}
-	_, err = parallel(b.o.drain, 0, b.o.workers, func(v int) error {
+	_, err = benchutil.Parallel(b.o.drain, 0, b.o.workers, func(v int) error {
 		body := fmt.Appendf(nil, `{"request":{"device_id":%q,"interface":"com.example.Bench","path":"/q1","value":%d}}`, id, v)
-		out, status, err := b.post(ctx, "send", body)
+		out, status, err := b.c.Post(ctx, "send", body)
 		if err != nil {
 			return err
 		}
@@ -736,7 +601,7 @@ func (b *bench) drainRate(ctx context.Context, id string) (atBroker, endToEnd fl
 func (b *bench) waitStatus(ctx context.Context, id string, cond func(map[string]any) bool) (time.Time, error) {
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
-		st, err := b.call(ctx, "status", map[string]any{"device_id": id}, nil)
+		st, err := b.c.Call(ctx, "status", map[string]any{"device_id": id}, nil)
 		if err != nil {
 			return time.Time{}, err
 		}
@@ -746,55 +611,4 @@ func (b *bench) waitStatus(ctx context.Context, id string, cond func(map[string]
 		time.Sleep(2 * time.Millisecond)
 	}
 	return time.Time{}, errors.New("status condition not met within 2 minutes")
-}
-
-// pluginPID finds the plugin process: the child of the host process whose
-// executable is the plugin binary.
-func (b *bench) pluginPID() (int, error) {
-	want, err := filepath.EvalSymlinks(b.o.plugin)
-	if err != nil {
-		return 0, err
-	}
-	if want, err = filepath.Abs(want); err != nil {
-		return 0, err
-	}
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0, err
-	}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
-		if len(f) < 2 || f[1] != strconv.Itoa(b.proc.Process.Pid) {
-			continue
-		}
-		if exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe")); err == nil && strings.TrimSuffix(exe, " (deleted)") == want {
-			return pid, nil
-		}
-	}
-	return 0, fmt.Errorf("no child of connector-host (pid %d) runs %s", b.proc.Process.Pid, want)
-}
-
-// rss reads VmRSS (KiB) of a process (0 where unavailable).
-func rss(pid int) int64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
-			if f := strings.Fields(line); len(f) >= 2 {
-				n, _ := strconv.ParseInt(f[1], 10, 64)
-				return n
-			}
-		}
-	}
-	return 0
 }
