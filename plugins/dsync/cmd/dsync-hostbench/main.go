@@ -28,6 +28,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -45,6 +48,21 @@ type options struct {
 	host, plugin     string
 	ops, concurrency int
 	rounds           int
+	pluginEnv        envList
+	cpuProfile       string
+}
+
+// envList is a repeatable -plugin-env K=V flag.
+type envList []string
+
+func (e *envList) String() string { return strings.Join(*e, ",") }
+
+func (e *envList) Set(v string) error {
+	if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
+		return fmt.Errorf("%q is not K=V", v)
+	}
+	*e = append(*e, v)
+	return nil
 }
 
 func main() {
@@ -54,6 +72,8 @@ func main() {
 	flag.IntVar(&o.ops, "ops", 10000, "creates per batch")
 	flag.IntVar(&o.concurrency, "concurrency", 32, "requests in flight (realtime_batch concurrency and plain client workers)")
 	flag.IntVar(&o.rounds, "rounds", 3, "measurement rounds")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the emulator, the plain client and the host call) to this file")
+	flag.Var(&o.pluginEnv, "plugin-env", "K=V added to the plugin's environment (repeatable), e.g. GOGC=200")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "dsync-hostbench:", err)
@@ -95,6 +115,17 @@ func run(o options) error {
 	}
 	defer b.stopHost()
 	ctx := context.Background()
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = f.Close() }()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	// Warm up both paths (connections, plugin caches).
 	if _, err := b.hostBatch(ctx, "warm-host", min(o.ops, 200)); err != nil {
@@ -106,24 +137,106 @@ func run(o options) error {
 	}
 
 	fmt.Printf("realtime_batch of %d creates, %d in flight, %d CPUs\n", o.ops, o.concurrency, runtime.NumCPU())
-	fmt.Printf("%-8s %16s %16s %8s\n", "round", "host ops/s", "plain ops/s", "ratio")
+	fmt.Println("CPU µs per operation during the host batch (host = connector-host serve, plugin = connector-dsync, bench = this process: the emulator and the HTTP call) and during the plain one (this process: emulator and plain client)")
+	fmt.Printf("%-8s %12s %12s %7s   %8s %8s %8s   %8s\n", "round", "host ops/s", "plain ops/s", "ratio", "host", "plugin", "bench", "plain")
 	var hostTotal, plainTotal time.Duration
+	var hostCPU, plainCPU cpuTimes
 	for r := 1; r <= o.rounds; r++ {
+		c0 := b.cpu()
 		hd, err := b.hostBatch(ctx, fmt.Sprintf("host-%d", r), o.ops)
 		if err != nil {
 			return err
 		}
+		c1 := b.cpu()
 		pd, err := b.plainBatch(ctx, plain, fmt.Sprintf("plain-%d", r), o.ops)
 		if err != nil {
 			return err
 		}
+		c2 := b.cpu()
 		hostTotal += hd
 		plainTotal += pd
-		fmt.Printf("%-8d %16.0f %16.0f %8.2f\n", r, rate(o.ops, hd), rate(o.ops, pd), pd.Seconds()/hd.Seconds())
+		hc, pc := c1.sub(c0), c2.sub(c1)
+		hostCPU, plainCPU = hostCPU.add(hc), plainCPU.add(pc)
+		perOp := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(o.ops) }
+		fmt.Printf("%-8d %12.0f %12.0f %7.2f   %8.1f %8.1f %8.1f   %8.1f\n", r, rate(o.ops, hd), rate(o.ops, pd), pd.Seconds()/hd.Seconds(),
+			perOp(hc.host), perOp(hc.plugin), perOp(hc.self), perOp(pc.self))
 	}
 	n := o.ops * o.rounds
-	fmt.Printf("%-8s %16.0f %16.0f %8.2f  (target >= 0.80)\n", "total", rate(n, hostTotal), rate(n, plainTotal), plainTotal.Seconds()/hostTotal.Seconds())
+	perOp := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(n) }
+	fmt.Printf("%-8s %12.0f %12.0f %7.2f   %8.1f %8.1f %8.1f   %8.1f  (target >= 0.80)\n", "total", rate(n, hostTotal), rate(n, plainTotal), plainTotal.Seconds()/hostTotal.Seconds(),
+		perOp(hostCPU.host), perOp(hostCPU.plugin), perOp(hostCPU.self), perOp(plainCPU.self))
 	return nil
+}
+
+// cpuTimes is the CPU time (user + system) used so far by the host
+// process, its plugin process(es) and this process.
+type cpuTimes struct{ host, plugin, self time.Duration }
+
+func (c cpuTimes) sub(d cpuTimes) cpuTimes {
+	return cpuTimes{c.host - d.host, c.plugin - d.plugin, c.self - d.self}
+}
+
+func (c cpuTimes) add(d cpuTimes) cpuTimes {
+	return cpuTimes{c.host + d.host, c.plugin + d.plugin, c.self + d.self}
+}
+
+// cpu reads the CPU times from /proc (zero where it cannot: not Linux).
+func (b *bench) cpu() cpuTimes {
+	var c cpuTimes
+	c.self, _ = procCPU(os.Getpid())
+	if b.proc == nil || b.proc.Process == nil {
+		return c
+	}
+	hostPID := b.proc.Process.Pid
+	c.host, _ = procCPU(hostPID)
+	for _, pid := range childPIDs(hostPID) {
+		d, _ := procCPU(pid)
+		c.plugin += d
+	}
+	return c
+}
+
+// clockTick is USER_HZ, the unit of /proc/<pid>/stat times (100 on Linux).
+const clockTick = 100
+
+// procCPU returns utime + stime of a process and its parent's pid.
+func procCPU(pid int) (time.Duration, int) {
+	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0
+	}
+	// The command name (field 2) may contain spaces: fields after ")".
+	rest := string(raw)
+	if i := strings.LastIndexByte(rest, ')'); i >= 0 {
+		rest = rest[i+1:]
+	}
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0, 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * time.Second / clockTick, ppid
+}
+
+// childPIDs lists the processes whose parent is pid.
+func childPIDs(pid int) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if _, ppid := procCPU(p); ppid == pid {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func rate(n int, d time.Duration) float64 { return float64(n) / d.Seconds() }
@@ -269,7 +382,8 @@ func (b *bench) startHost() error {
 	cfg := map[string]any{
 		"listen": addr, "plugins_dir": plugins, "data_dir": filepath.Join(b.dir, "data"), "log_level": "warn",
 		"connectors": map[string]any{"dsync": map[string]any{
-			"settings": map[string]any{"realtime_endpoint": b.emu.RealtimeURL()}}},
+			"settings": map[string]any{"realtime_endpoint": b.emu.RealtimeURL()},
+			"env":      pluginEnv(b.o.pluginEnv)}},
 	}
 	raw, err := yaml.Marshal(cfg)
 	if err != nil {
@@ -295,6 +409,23 @@ func (b *bench) startHost() error {
 	}
 	b.stopHost()
 	return errors.New("connector-host serve not ready within 60 s")
+}
+
+// pluginEnv is the plugin's extra environment: the -plugin-env flags, and
+// the profiling variables of a `-tags dsyncprofile` build of the plugin
+// (see plugins/dsync/profile.go) passed on from this process.
+func pluginEnv(extra []string) map[string]string {
+	env := map[string]string{}
+	for _, k := range []string{"DSYNC_CPUPROFILE", "DSYNC_CPUPROFILE_SECONDS"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env[k] = v
+		}
+	}
+	for _, kv := range extra {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	return env
 }
 
 func (b *bench) stopHost() {
