@@ -261,3 +261,27 @@ func TestBatchOperationErrorsNameTheOperation(t *testing.T) {
 		t.Errorf("%d requests reached the platform, want only the valid create", n)
 	}
 }
+
+// TestRecordBody: a compact record is sent as is (no copy), one with white
+// space is compacted, anything but an object is refused naming the field.
+func TestRecordBody(t *testing.T) {
+	t.Parallel()
+	compact := Record(`{"sku":"a-b","n":[1,2]}`)
+	got, err := compact.body("data")
+	if err != nil || string(got) != string(compact) || &got[0] != &compact[0] {
+		t.Fatalf("compact record: %s %v (copied: %v)", got, err, err == nil && &got[0] != &compact[0])
+	}
+	spaced := Record("{ \"sku\" : \"a b\",\n \"n\": [1, 2] }")
+	if got, err := spaced.body("data"); err != nil || string(got) != `{"sku":"a b","n":[1,2]}` {
+		t.Fatalf("spaced record: %s %v", got, err)
+	}
+	// White space inside a string only: compacted, i.e. unchanged.
+	if got, err := Record(`{"sku":"a b"}`).body("data"); err != nil || string(got) != `{"sku":"a b"}` {
+		t.Fatalf("space in a string: %s %v", got, err)
+	}
+	for _, r := range []Record{nil, Record(`null`), Record(`[1]`), Record(`"x"`), Record(`{"a":`)} {
+		if _, err := r.body("operations[3].data"); err == nil || !strings.Contains(err.Error(), "operations[3].data") {
+			t.Errorf("%q: %v", r, err)
+		}
+	}
+}

@@ -123,33 +123,38 @@ func (c *Client) Batch(ctx context.Context, ops []Op, concurrency int) []OpResul
 	}
 	concurrency = min(concurrency, MaxConcurrency)
 
-	// Group operations into chains: each chain runs sequentially.
-	var chains [][]int
-	byKey := map[string]int{}
+	// Group operations into chains, each run sequentially: chains[c] is
+	// the first operation of chain c, next[i] the operation after i in its
+	// chain (-1 at the end). Operations whose record is unknown are chains
+	// of one. No allocation per operation.
+	chains := make([]int, 0, len(ops))
+	next := make([]int, len(ops))
+	last := map[string]int{} // order key → last operation of its chain
 	for i, op := range ops {
 		results[i].Index = i
+		next[i] = -1
 		k := c.orderKey(op)
 		if k == "" {
-			chains = append(chains, []int{i})
+			chains = append(chains, i)
 			continue
 		}
-		if ci, ok := byKey[k]; ok {
-			chains[ci] = append(chains[ci], i)
-			continue
+		if j, ok := last[k]; ok {
+			next[j] = i
+		} else {
+			chains = append(chains, i)
 		}
-		byKey[k] = len(chains)
-		chains = append(chains, []int{i})
+		last[k] = i
 	}
 	concurrency = min(concurrency, len(chains))
 
-	work := make(chan []int)
+	work := make(chan int, concurrency)
 	var wg sync.WaitGroup
 	for range concurrency {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for chain := range work {
-				for _, i := range chain {
+			for first := range work {
+				for i := first; i >= 0; i = next[i] {
 					if err := ctx.Err(); err != nil {
 						results[i].Err = sdk.Errorf(sdk.RequestTimeout, "dsync realtime %s: not started: %w", ops[i].Op, err)
 						continue
@@ -159,8 +164,8 @@ func (c *Client) Batch(ctx context.Context, ops []Op, concurrency int) []OpResul
 			}
 		}()
 	}
-	for _, chain := range chains {
-		work <- chain
+	for _, first := range chains {
+		work <- first
 	}
 	close(work)
 	wg.Wait()

@@ -36,8 +36,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -85,7 +87,16 @@ type Client struct {
 	cfg      Config
 	http     *http.Client
 	redactor *strings.Replacer
+	// endpoint is cfg.Endpoint parsed once; each request gets a copy.
+	endpoint *url.URL
+	// authToken is the Auth-Token header value, shared (read-only) by
+	// every request.
+	authToken []string
 }
+
+// jsonContentType is the Content-Type header value, shared (read-only) by
+// every request.
+var jsonContentType = []string{"application/json"}
 
 // Result is the outcome of a successful operation.
 type Result struct {
@@ -112,7 +123,8 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Endpoint == "" {
 		cfg.Endpoint = DefaultEndpoint
 	}
-	if err := checkEndpoint(cfg.Endpoint); err != nil {
+	endpoint, err := checkEndpoint(cfg.Endpoint)
+	if err != nil {
 		return nil, err
 	}
 	if cfg.MaxAttempts <= 0 {
@@ -137,15 +149,15 @@ func New(cfg Config) (*Client, error) {
 	if hc == nil {
 		hc = NewHTTPClient(64)
 	}
-	return &Client{cfg: cfg, http: hc, redactor: strings.NewReplacer(cfg.APIKey, "[REDACTED]")}, nil
+	return &Client{cfg: cfg, http: hc, redactor: strings.NewReplacer(cfg.APIKey, "[REDACTED]"), endpoint: endpoint, authToken: []string{cfg.APIKey}}, nil
 }
 
-func checkEndpoint(endpoint string) error {
+func checkEndpoint(endpoint string) (*url.URL, error) {
 	req, err := http.NewRequest(http.MethodPost, endpoint, nil)
 	if err != nil || (req.URL.Scheme != "http" && req.URL.Scheme != "https") || req.URL.Host == "" {
-		return sdk.Errorf(sdk.InvalidValue, "settings.realtime_endpoint: %q is not an absolute http(s) URL", endpoint)
+		return nil, sdk.Errorf(sdk.InvalidValue, "settings.realtime_endpoint: %q is not an absolute http(s) URL", endpoint)
 	}
-	return nil
+	return req.URL, nil
 }
 
 // NewHTTPClient returns an HTTP client whose transport keeps up to
@@ -248,26 +260,16 @@ func (c *Client) try(ctx context.Context, op Op, method string, body []byte) att
 	}
 	actx, cancel := context.WithTimeout(httptrace.WithClientTrace(ctx, trace), c.cfg.AttemptTimeout)
 	defer cancel()
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(actx, method, c.cfg.Endpoint, rd)
-	if err != nil {
-		return attempt{err: err}
-	}
-	req.Header["Content-Type"] = []string{"application/json"}
-	req.Header["Auth-Token"] = []string{c.cfg.APIKey}
-	req.Header["Entity-Token"] = []string{op.EntityToken}
-	if op.Op == OpDelete {
-		req.Header["Entity-Id"] = []string{op.EntityID}
-	}
+	req := c.newRequest(actx, op, method, body)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return attempt{err: err, written: written.Load()}
 	}
 	defer func() { _ = resp.Body.Close() }()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	buf := bodyBuffers.Get().(*bytes.Buffer)
+	defer putBodyBuffer(buf)
+	buf.Reset()
+	_, err = buf.ReadFrom(io.LimitReader(resp.Body, maxResponse))
 	if err != nil && resp.StatusCode == http.StatusOK {
 		// The platform answered 200: the operation was applied even if the
 		// body was cut off.
@@ -276,7 +278,55 @@ func (c *Client) try(ctx context.Context, op Op, method string, body []byte) att
 	if err != nil {
 		return attempt{err: err, written: true}
 	}
+	// The answer is kept (Result.Data, error messages): a copy of exactly
+	// its bytes, not the pooled buffer.
+	b := bytes.Clone(bytes.TrimSpace(buf.Bytes()))
 	return attempt{status: resp.StatusCode, body: b, retryAfter: resp.Header.Get("Retry-After"), written: true}
+}
+
+// newRequest builds the request of one attempt: what
+// http.NewRequestWithContext builds, without parsing the endpoint again
+// and with the constant header values shared.
+func (c *Client) newRequest(ctx context.Context, op Op, method string, body []byte) *http.Request {
+	u := *c.endpoint
+	h := make(http.Header, 4)
+	h["Content-Type"] = jsonContentType
+	h["Auth-Token"] = c.authToken
+	h["Entity-Token"] = []string{op.EntityToken}
+	if op.Op == OpDelete {
+		h["Entity-Id"] = []string{op.EntityID}
+	}
+	req := &http.Request{
+		Method:     method,
+		URL:        &u,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     h,
+		Host:       u.Host,
+	}
+	if body != nil {
+		req.ContentLength = int64(len(body))
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		// GetBody lets the transport resend the body on a fresh connection
+		// when a reused one turned out dead before anything was written.
+		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+		if len(body) == 0 {
+			req.Body, req.GetBody = http.NoBody, func() (io.ReadCloser, error) { return http.NoBody, nil }
+		}
+	}
+	return req.WithContext(ctx)
+}
+
+// bodyBuffers recycles the buffers answers are read into.
+var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// putBodyBuffer returns a buffer to the pool unless it grew large (a rare
+// big answer is not kept alive).
+func putBodyBuffer(b *bytes.Buffer) {
+	if b.Cap() <= 64<<10 {
+		bodyBuffers.Put(b)
+	}
 }
 
 func (c *Client) statusError(op Op, a attempt, n int) *sdk.Error {
