@@ -325,7 +325,7 @@ func (l *libDevice) batch(size int, path func(int) string) func(int) error {
 		}
 		for k, r := range res {
 			if r.Err != nil || r.Delivery != device.Delivered {
-				return fmt.Errorf("library batch message %d: %s %v", k, r.Delivery, r.Err)
+				return fmt.Errorf("library batch message %d: %s %w", k, r.Delivery, r.Err)
 			}
 		}
 		return nil

@@ -316,7 +316,11 @@ func (d *Device) enqueueAll(ctx context.Context, msgs []*transport.Message, out 
 	d.mu.Unlock()
 	d.wake()
 	queued := 0
-	for k, err := range errs {
+	for k := range out {
+		err := errors.New("store: enqueue not answered") // EnqueueAll answers each message
+		if k < len(errs) {
+			err = errs[k]
+		}
 		if err != nil {
 			out[k] = Result{Err: err}
 			continue
