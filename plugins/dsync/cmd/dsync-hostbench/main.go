@@ -6,12 +6,14 @@
 // with -concurrency requests in flight:
 //
 //	dsync-hostbench [-host bin/connector-host] [-plugin bin/plugins/connector-dsync]
-//	                [-ops 10000] [-concurrency 32] [-rounds 3]
+//	                [-ops 10000] [-concurrency 32] [-rounds 5] [-plugin-env K=V]... [-cpuprofile F]
 //
 // Beside it, a plain Go net/http client sends the same POST requests
 // (same headers and bodies) to the same emulator with the same
-// concurrency. It prints both rates per round and the ratio of the totals
-// (issue target: at least 0.8).
+// concurrency. It prints both rates per round, the ratio of the totals
+// (issue target: at least 0.8) and the median of the rounds' ratios, and
+// the CPU time per operation of each process (host, plugin, this one) read
+// from /proc.
 package main
 
 import (
@@ -29,6 +31,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -71,7 +74,7 @@ func main() {
 	flag.StringVar(&o.plugin, "plugin", "bin/plugins/connector-dsync", "connector-dsync plugin binary")
 	flag.IntVar(&o.ops, "ops", 10000, "creates per batch")
 	flag.IntVar(&o.concurrency, "concurrency", 32, "requests in flight (realtime_batch concurrency and plain client workers)")
-	flag.IntVar(&o.rounds, "rounds", 3, "measurement rounds")
+	flag.IntVar(&o.rounds, "rounds", 5, "measurement rounds (host and plain alternate)")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the emulator, the plain client and the host call) to this file")
 	flag.Var(&o.pluginEnv, "plugin-env", "K=V added to the plugin's environment (repeatable), e.g. GOGC=200")
 	flag.Parse()
@@ -141,6 +144,7 @@ func run(o options) error {
 	fmt.Printf("%-8s %12s %12s %7s   %8s %8s %8s   %8s\n", "round", "host ops/s", "plain ops/s", "ratio", "host", "plugin", "bench", "plain")
 	var hostTotal, plainTotal time.Duration
 	var hostCPU, plainCPU cpuTimes
+	var ratios []float64
 	for r := 1; r <= o.rounds; r++ {
 		c0 := b.cpu()
 		hd, err := b.hostBatch(ctx, fmt.Sprintf("host-%d", r), o.ops)
@@ -157,6 +161,7 @@ func run(o options) error {
 		plainTotal += pd
 		hc, pc := c1.sub(c0), c2.sub(c1)
 		hostCPU, plainCPU = hostCPU.add(hc), plainCPU.add(pc)
+		ratios = append(ratios, pd.Seconds()/hd.Seconds())
 		perOp := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(o.ops) }
 		fmt.Printf("%-8d %12.0f %12.0f %7.2f   %8.1f %8.1f %8.1f   %8.1f\n", r, rate(o.ops, hd), rate(o.ops, pd), pd.Seconds()/hd.Seconds(),
 			perOp(hc.host), perOp(hc.plugin), perOp(hc.self), perOp(pc.self))
@@ -165,7 +170,23 @@ func run(o options) error {
 	perOp := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(n) }
 	fmt.Printf("%-8s %12.0f %12.0f %7.2f   %8.1f %8.1f %8.1f   %8.1f  (target >= 0.80)\n", "total", rate(n, hostTotal), rate(n, plainTotal), plainTotal.Seconds()/hostTotal.Seconds(),
 		perOp(hostCPU.host), perOp(hostCPU.plugin), perOp(hostCPU.self), perOp(plainCPU.self))
+	slices.Sort(ratios)
+	fmt.Printf("%-8s %12s %12s %7.2f   (median of the rounds' ratios; min %.2f, max %.2f)\n", "median", "", "", median(ratios), ratios[0], ratios[len(ratios)-1])
+	hostTotalCPU := hostCPU.host + hostCPU.plugin + hostCPU.self
+	if hostTotalCPU > 0 {
+		fmt.Printf("CPU per operation: %.1f µs through the host (all three processes), %.1f µs plain: %.2f× (the ratio to expect when the CPUs are saturated)\n",
+			perOp(hostTotalCPU), perOp(plainCPU.self), float64(plainCPU.self)/float64(hostTotalCPU))
+	}
 	return nil
+}
+
+// median of sorted values.
+func median(sorted []float64) float64 {
+	n := len(sorted)
+	if n%2 == 1 {
+		return sorted[n/2]
+	}
+	return (sorted[n/2-1] + sorted[n/2]) / 2
 }
 
 // cpuTimes is the CPU time (user + system) used so far by the host
