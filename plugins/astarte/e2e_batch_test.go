@@ -146,7 +146,9 @@ func TestHubSendBatch(t *testing.T) {
 			s.hub.StopAfter("Send", 150)
 			resp = s.ok("send_batch", map[string]any{"device_id": id, "messages": batchOf(1200, 3, 10000)})
 			c := checkResults(t, resp, 1200, "delivered", "queued_stored")
-			if c["delivered"] < 150 || c["queued_stored"] == 0 || resp["failed"] != json.Number("0") {
+			// (At most 150 delivered: a Send the hub handled may have lost its
+			// answer in the crash, and is then queued and sent again.)
+			if c["delivered"] == 0 || c["delivered"] > 150 || c["queued_stored"] == 0 || resp["failed"] != json.Number("0") {
 				t.Fatalf("outcomes %v (failed %v): the hub was not lost mid-batch", c, resp["failed"])
 			}
 			if err := s.hub.Wait(ctx, func() bool { return !s.hub.Running() }); err != nil {
