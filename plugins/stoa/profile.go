@@ -2,39 +2,10 @@
 
 package main
 
-import (
-	"os"
-	"runtime/pprof"
-	"strconv"
-	"strings"
-	"time"
-)
+import "github.com/connector-host/connector-host/internal/cpuprofile"
 
-// A profiling build (go build -tags stoaprofile) writes a CPU profile of
-// the plugin process to $STOA_CPUPROFILE ("{pid}" in it is replaced by the
-// process id), covering the first
-// $STOA_CPUPROFILE_SECONDS (default 60) seconds after start. The host
-// passes the variables with connectors.stoa.env. Errors are ignored: this
-// is a measuring aid, never built into the released plugin.
-func init() {
-	path := os.Getenv("STOA_CPUPROFILE")
-	if path == "" {
-		return
-	}
-	secs, err := strconv.Atoi(os.Getenv("STOA_CPUPROFILE_SECONDS"))
-	if err != nil || secs <= 0 {
-		secs = 60
-	}
-	f, err := os.Create(strings.ReplaceAll(path, "{pid}", strconv.Itoa(os.Getpid())))
-	if err != nil {
-		return
-	}
-	if pprof.StartCPUProfile(f) != nil {
-		_ = f.Close()
-		return
-	}
-	time.AfterFunc(time.Duration(secs)*time.Second, func() {
-		pprof.StopCPUProfile()
-		_ = f.Close()
-	})
-}
+// A profiling build (go build -tags stoaprofile) writes a CPU profile of the
+// plugin process to $STOA_CPUPROFILE ("{pid}" is replaced by the process
+// id), covering the first $STOA_CPUPROFILE_SECONDS (default 60) seconds
+// after start. The host passes the variables with connectors.stoa.env; stoa-bench passes them with -plugin-env.
+func init() { cpuprofile.FromEnv("STOA") }
