@@ -265,3 +265,36 @@ func memTotal() (int64, error) {
 	}
 	return 0, errors.New("/proc/meminfo has no MemTotal")
 }
+
+// clockTick is USER_HZ, the unit of the times in /proc/<pid>/stat.
+const clockTick = 100
+
+// CPU is the user + system CPU time of pid so far (0 when unreadable).
+func CPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) may hold spaces: the fields follow the
+	// last ')'. utime and stime are fields 14 and 15.
+	rest := string(b)
+	if i := strings.LastIndexByte(rest, ')'); i >= 0 {
+		rest = rest[i+1:]
+	}
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+s) * time.Second / clockTick
+}
+
+// SelfCPU is the user + system CPU time of this process so far.
+func SelfCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

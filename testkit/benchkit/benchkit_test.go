@@ -39,6 +39,12 @@ func TestStartServe(t *testing.T) {
 	if benchkit.RSS(pid) <= 0 || benchkit.RSS(s.PID()) <= 0 {
 		t.Fatalf("RSS of plugin %d / host %d not readable", pid, s.PID())
 	}
+	if benchkit.CPU(pid) <= 0 && benchkit.CPU(s.PID()) <= 0 {
+		t.Fatal("no CPU time read for the host or its plugin")
+	}
+	if benchkit.SelfCPU() <= 0 || benchkit.CPU(-1) != 0 {
+		t.Fatal("SelfCPU or CPU of a missing process")
+	}
 	if _, err := s.PluginPID("nope"); err == nil {
 		t.Fatal("found a plugin that is not loaded")
 	}

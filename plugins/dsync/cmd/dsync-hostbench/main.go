@@ -24,23 +24,17 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
+	"github.com/connector-host/connector-host/testkit/benchkit"
 	dsyncemu "github.com/connector-host/connector-host/testkit/emulators/dsync"
 )
 
@@ -85,12 +79,10 @@ func main() {
 }
 
 type bench struct {
-	o    options
-	emu  *dsyncemu.Emulator
-	dir  string
-	url  string
-	proc *exec.Cmd
-	http *http.Client
+	o     options
+	emu   *dsyncemu.Emulator
+	serve *benchkit.Serve
+	http  *http.Client
 }
 
 func run(o options) error {
@@ -112,14 +104,16 @@ func run(o options) error {
 		return err
 	}
 	defer func() { _ = b.emu.Close() }()
-	if b.dir, err = os.MkdirTemp("", "dsync-hostbench-"); err != nil {
+	if b.serve, err = benchkit.StartServe(benchkit.ServeOptions{
+		Host:    o.host,
+		Plugins: map[string]string{"dsync": o.plugin},
+		Connectors: map[string]any{"dsync": map[string]any{
+			"settings": map[string]any{"realtime_endpoint": b.emu.RealtimeURL()},
+			"env":      pluginEnv(o.pluginEnv)}},
+	}); err != nil {
 		return err
 	}
-	defer func() { _ = os.RemoveAll(b.dir) }()
-	if err := b.startHost(); err != nil {
-		return err
-	}
-	defer b.stopHost()
+	defer b.serve.Stop()
 	ctx := context.Background()
 	if o.cpuProfile != "" {
 		f, err := os.Create(o.cpuProfile)
@@ -207,60 +201,15 @@ func (c cpuTimes) add(d cpuTimes) cpuTimes {
 // cpu reads the CPU times from /proc (zero where it cannot: not Linux).
 func (b *bench) cpu() cpuTimes {
 	var c cpuTimes
-	c.self, _ = procCPU(os.Getpid())
-	if b.proc == nil || b.proc.Process == nil {
+	c.self = benchkit.CPU(os.Getpid())
+	if b.serve == nil {
 		return c
 	}
-	hostPID := b.proc.Process.Pid
-	c.host, _ = procCPU(hostPID)
-	for _, pid := range childPIDs(hostPID) {
-		d, _ := procCPU(pid)
-		c.plugin += d
+	c.host = benchkit.CPU(b.serve.PID())
+	for _, pid := range benchkit.Children(b.serve.PID()) {
+		c.plugin += benchkit.CPU(pid)
 	}
 	return c
-}
-
-// clockTick is USER_HZ, the unit of /proc/<pid>/stat times (100 on Linux).
-const clockTick = 100
-
-// procCPU returns utime + stime of a process and its parent's pid.
-func procCPU(pid int) (time.Duration, int) {
-	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, 0
-	}
-	// The command name (field 2) may contain spaces: fields after ")".
-	rest := string(raw)
-	if i := strings.LastIndexByte(rest, ')'); i >= 0 {
-		rest = rest[i+1:]
-	}
-	f := strings.Fields(rest)
-	if len(f) < 13 {
-		return 0, 0
-	}
-	ppid, _ := strconv.Atoi(f[1])
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(utime+stime) * time.Second / clockTick, ppid
-}
-
-// childPIDs lists the processes whose parent is pid.
-func childPIDs(pid int) []int {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	var out []int
-	for _, e := range entries {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if _, ppid := procCPU(p); ppid == pid {
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 func rate(n int, d time.Duration) float64 { return float64(n) / d.Seconds() }
@@ -290,7 +239,7 @@ func (b *bench) hostBatch(ctx context.Context, tok string, n int) (time.Duration
 		return 0, err
 	}
 	start := time.Now()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.url+"/v1/connectors/dsync/realtime_batch", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.serve.URL+"/v1/connectors/dsync/realtime_batch", bytes.NewReader(body))
 	if err != nil {
 		return 0, err
 	}
@@ -385,56 +334,6 @@ func (b *bench) plainCreate(ctx context.Context, hc *http.Client, tok string, bo
 	return err
 }
 
-func (b *bench) startHost() error {
-	plugins := filepath.Join(b.dir, "plugins")
-	if err := os.MkdirAll(plugins, 0o700); err != nil {
-		return err
-	}
-	abs, err := filepath.Abs(b.o.plugin)
-	if err != nil {
-		return err
-	}
-	if err := os.Symlink(abs, filepath.Join(plugins, "connector-dsync")); err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	cfg := map[string]any{
-		"listen": addr, "plugins_dir": plugins, "data_dir": filepath.Join(b.dir, "data"), "log_level": "warn",
-		"connectors": map[string]any{"dsync": map[string]any{
-			"settings": map[string]any{"realtime_endpoint": b.emu.RealtimeURL()},
-			"env":      pluginEnv(b.o.pluginEnv)}},
-	}
-	raw, err := yaml.Marshal(cfg)
-	if err != nil {
-		return err
-	}
-	cfgPath := filepath.Join(b.dir, "connector-host.yaml")
-	if err := os.WriteFile(cfgPath, raw, 0o600); err != nil {
-		return err
-	}
-	b.proc = exec.Command(b.o.host, "serve", "--config", cfgPath)
-	b.proc.Stderr = os.Stderr
-	if err := b.proc.Start(); err != nil {
-		return err
-	}
-	b.url = "http://" + addr
-	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if resp, err := b.http.Get(b.url + "/readyz"); err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-	}
-	b.stopHost()
-	return errors.New("connector-host serve not ready within 60 s")
-}
-
 // pluginEnv is the plugin's extra environment: the -plugin-env flags, and
 // the profiling variables of a `-tags dsyncprofile` build of the plugin
 // (see plugins/dsync/profile.go) passed on from this process.
@@ -450,20 +349,4 @@ func pluginEnv(extra []string) map[string]string {
 		env[k] = v
 	}
 	return env
-}
-
-func (b *bench) stopHost() {
-	if b.proc == nil || b.proc.Process == nil {
-		return
-	}
-	_ = b.proc.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = b.proc.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(15 * time.Second):
-		_ = b.proc.Process.Kill()
-		<-done
-	}
-	b.proc = nil
 }

@@ -28,7 +28,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow/memory"
@@ -228,38 +227,11 @@ func measure(o options, srv *stoaemu.Server, ids []string, objs [][]byte) (sizeR
 	return r, err
 }
 
-// clockTick is USER_HZ, the unit of /proc/PID/stat times (100 on Linux).
-const clockTick = 100
-
 // procCPU is the user + system CPU seconds of a process so far.
-func procCPU(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// The command name (field 2) may hold spaces; fields after it follow
-	// the last ')'. utime and stime are fields 14 and 15.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseFloat(f[11], 64)
-	s, _ := strconv.ParseFloat(f[12], 64)
-	return (u + s) / clockTick
-}
+func procCPU(pid int) float64 { return benchkit.CPU(pid).Seconds() }
 
 // selfCPU is the user + system CPU seconds of this process so far.
-func selfCPU() float64 {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
-}
+func selfCPU() float64 { return benchkit.SelfCPU().Seconds() }
 
 // decodeAll decodes every object with arrow-go alone (no JSON), as an
 // application reading the files in-process would.
