@@ -15,7 +15,7 @@ PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GRPC       := v1.6.2
 GOLANGCI_VERSION      := v2.15.0
 
-.PHONY: all build plugins testplugins benchbins test test-short vet proto lint tools bench soak run conformance clean
+.PHONY: all build plugins testplugins benchbins test vet fmtcheck proto lint tools bench run conformance clean
 
 all: build
 
@@ -43,12 +43,16 @@ benchbins:
 	$(GO) build -o $(BIN)/bench/connector-minimal ./testkit/cmd/minimalplugin
 	$(GO) build -o $(BIN)/bench/hostbench ./testkit/cmd/hostbench
 
-## test: vet, then every test with the race detector (what CI runs)
-test: build vet
+## test: gofmt and vet, then every test with the race detector (what CI runs)
+test: build fmtcheck vet
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 30m ./...
 
 vet:
 	$(GO) vet ./...
+
+fmtcheck:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './bin/*')); \
+	  if [ -n "$$out" ]; then echo "gofmt -w needed on:"; echo "$$out"; exit 1; fi
 
 ## proto: regenerate proto/gen from proto/ with buf (tools installed on demand)
 proto: tools
@@ -58,7 +62,7 @@ proto: tools
 	  --as-file-descriptor-set -o ../gen/astarteplatform/msghub/v08/message_hub.binpb
 
 ## lint: golangci-lint with the committed .golangci.yml
-lint: tools
+lint: $(TOOLS)/golangci-lint
 	$(TOOLS)/golangci-lint run ./...
 
 tools: $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc $(TOOLS)/golangci-lint
