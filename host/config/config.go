@@ -152,26 +152,81 @@ func Default() Config {
 // ${VAR} in string values is replaced by the environment variable VAR, so
 // secrets can stay out of the file.
 func Load(path string) (Config, error) {
-	cfg := Default()
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return cfg, fmt.Errorf("config: %w", err)
+		return Default(), fmt.Errorf("config: %w", err)
 	}
-	b = expandEnv(b)
-	dec := yaml.NewDecoder(bytes.NewReader(b))
+	cfg, err := Parse(b, os.Getenv)
+	if err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse reads YAML over the defaults, as Load does; getenv resolves ${VAR}
+// references. They are replaced inside the parsed string values, not in
+// the text, so a value with quotes, colons or line breaks (a password)
+// stays one value and cannot change the file's structure.
+func Parse(b []byte, getenv func(string) string) (Config, error) {
+	cfg := Default()
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return cfg, err
+	}
+	if doc.Kind == 0 { // empty file
+		return cfg, nil
+	}
+	expandEnv(&doc, getenv)
+	out, err := yaml.Marshal(&doc)
+	if err != nil {
+		return cfg, err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(out))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return cfg, fmt.Errorf("config %s: %w", path, err)
+		return cfg, err
 	}
 	return cfg, nil
 }
 
 var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 
-func expandEnv(b []byte) []byte {
-	return envRef.ReplaceAllFunc(b, func(m []byte) []byte {
-		return []byte(os.Getenv(string(envRef.FindSubmatch(m)[1])))
-	})
+// expandEnv replaces ${VAR} in every scalar value of the tree (keys are
+// left alone). An unquoted value that becomes a number or true/false keeps
+// that type (max_concurrency: ${N}); anything else becomes a quoted string,
+// never null or YAML structure.
+func expandEnv(n *yaml.Node, getenv func(string) string) {
+	if n.Kind == yaml.ScalarNode {
+		if !envRef.MatchString(n.Value) {
+			return
+		}
+		n.Value = envRef.ReplaceAllStringFunc(n.Value, func(m string) string {
+			return getenv(envRef.FindStringSubmatch(m)[1])
+		})
+		if n.Style == 0 && isNumberOrBool(n.Value) {
+			n.Tag = ""
+			return
+		}
+		n.Tag, n.Style = "!!str", yaml.DoubleQuotedStyle
+		return
+	}
+	for i, c := range n.Content {
+		if n.Kind == yaml.MappingNode && i%2 == 0 {
+			continue // a key
+		}
+		expandEnv(c, getenv)
+	}
+}
+
+func isNumberOrBool(v string) bool {
+	if v == "true" || v == "false" {
+		return true
+	}
+	if _, err := strconv.ParseInt(v, 10, 64); err == nil {
+		return true
+	}
+	_, err := strconv.ParseFloat(v, 64)
+	return err == nil && !strings.ContainsAny(v, "xXpP_") && v != "" && strings.Trim(v, "+-.0123456789eE") == ""
 }
 
 // Env variables that override the file.
