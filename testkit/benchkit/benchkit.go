@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -297,4 +298,43 @@ func SelfCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// Finish ends a bench program: it prints report, also writes it to out
+// when out is set, and exits 1 with the program's name on err.
+func Finish(prog, report, out string, err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, prog+":", err)
+		os.Exit(1)
+	}
+	fmt.Print(report)
+	if out != "" {
+		if err := os.WriteFile(out, []byte(report), 0o644); err != nil { //nolint:gosec // a report to read and publish (docs/), not a secret
+			fmt.Fprintln(os.Stderr, prog+":", err)
+			os.Exit(1)
+		}
+	}
+}
+
+// EnvFlag is a repeatable K=V flag (e.g. -plugin-env GOGC=200).
+type EnvFlag map[string]string
+
+// String implements flag.Value.
+func (e EnvFlag) String() string {
+	keys := make([]string, 0, len(e))
+	for k, v := range e {
+		keys = append(keys, k+"="+v)
+	}
+	sort.Strings(keys)
+	return strings.Join(keys, ",")
+}
+
+// Set implements flag.Value.
+func (e EnvFlag) Set(s string) error {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok || k == "" {
+		return errors.New("want K=V")
+	}
+	e[k] = v
+	return nil
 }

@@ -64,3 +64,21 @@ func TestStartServeMissingBinary(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 }
+
+func TestEnvFlag(t *testing.T) {
+	t.Parallel()
+	e := benchkit.EnvFlag{}
+	for _, s := range []string{"GOGC=200", "A=b=c", "EMPTY="} {
+		if err := e.Set(s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	if e["GOGC"] != "200" || e["A"] != "b=c" || e["EMPTY"] != "" || e.String() != "A=b=c,EMPTY=,GOGC=200" {
+		t.Fatalf("%v %q", map[string]string(e), e.String())
+	}
+	for _, bad := range []string{"novalue", "=v"} {
+		if err := e.Set(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

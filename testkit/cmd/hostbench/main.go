@@ -62,17 +62,7 @@ func main() {
 	flag.StringVar(&o.out, "out", "", "also write the report (markdown) to this file")
 	flag.Parse()
 	report, err := run(o)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "hostbench:", err)
-		os.Exit(1)
-	}
-	fmt.Print(report)
-	if o.out != "" {
-		if err := os.WriteFile(o.out, []byte(report), 0o644); err != nil { //nolint:gosec // a report to read and publish (docs/), not a secret
-			fmt.Fprintln(os.Stderr, "hostbench:", err)
-			os.Exit(1)
-		}
-	}
+	benchkit.Finish("hostbench", report, o.out, err)
 }
 
 type options struct {

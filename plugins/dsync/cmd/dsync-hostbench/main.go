@@ -29,7 +29,6 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,32 +44,19 @@ type options struct {
 	host, plugin     string
 	ops, concurrency int
 	rounds           int
-	pluginEnv        envList
+	pluginEnv        benchkit.EnvFlag
 	cpuProfile       string
 }
 
-// envList is a repeatable -plugin-env K=V flag.
-type envList []string
-
-func (e *envList) String() string { return strings.Join(*e, ",") }
-
-func (e *envList) Set(v string) error {
-	if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
-		return fmt.Errorf("%q is not K=V", v)
-	}
-	*e = append(*e, v)
-	return nil
-}
-
 func main() {
-	var o options
+	o := options{pluginEnv: benchkit.EnvFlag{}}
 	flag.StringVar(&o.host, "host", "bin/connector-host", "connector-host binary")
 	flag.StringVar(&o.plugin, "plugin", "bin/plugins/connector-dsync", "connector-dsync plugin binary")
 	flag.IntVar(&o.ops, "ops", 10000, "creates per batch")
 	flag.IntVar(&o.concurrency, "concurrency", 32, "requests in flight (realtime_batch concurrency and plain client workers)")
 	flag.IntVar(&o.rounds, "rounds", 5, "measurement rounds (host and plain alternate)")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the emulator, the plain client and the host call) to this file")
-	flag.Var(&o.pluginEnv, "plugin-env", "K=V added to the plugin's environment (repeatable), e.g. GOGC=200")
+	flag.Var(o.pluginEnv, "plugin-env", "K=V added to the plugin's environment (repeatable), e.g. GOGC=200")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "dsync-hostbench:", err)
@@ -337,15 +323,14 @@ func (b *bench) plainCreate(ctx context.Context, hc *http.Client, tok string, bo
 // pluginEnv is the plugin's extra environment: the -plugin-env flags, and
 // the profiling variables of a `-tags dsyncprofile` build of the plugin
 // (see plugins/dsync/profile.go) passed on from this process.
-func pluginEnv(extra []string) map[string]string {
+func pluginEnv(extra benchkit.EnvFlag) map[string]string {
 	env := map[string]string{}
 	for _, k := range []string{"DSYNC_CPUPROFILE", "DSYNC_CPUPROFILE_SECONDS"} {
 		if v, ok := os.LookupEnv(k); ok {
 			env[k] = v
 		}
 	}
-	for _, kv := range extra {
-		k, v, _ := strings.Cut(kv, "=")
+	for k, v := range extra {
 		env[k] = v
 	}
 	return env

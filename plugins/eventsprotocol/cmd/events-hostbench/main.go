@@ -61,17 +61,7 @@ func main() {
 	flag.StringVar(&o.out, "out", "", "also write the report (markdown) to this file")
 	flag.Parse()
 	report, err := run(o)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "events-hostbench:", err)
-		os.Exit(1)
-	}
-	fmt.Print(report)
-	if o.out != "" {
-		if err := os.WriteFile(o.out, []byte(report), 0o600); err != nil {
-			fmt.Fprintln(os.Stderr, "events-hostbench:", err)
-			os.Exit(1)
-		}
-	}
+	benchkit.Finish("events-hostbench", report, o.out, err)
 }
 
 // caller makes one call and checks its answer.

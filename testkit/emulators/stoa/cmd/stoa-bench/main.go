@@ -43,7 +43,7 @@ type options struct {
 	objects, rowsPerObject, rowGroupRow int
 	runs                                int
 	out                                 string
-	pluginEnv                           map[string]string
+	pluginEnv                           benchkit.EnvFlag
 }
 
 func main() {
@@ -55,28 +55,11 @@ func main() {
 	flag.IntVar(&o.rowGroupRow, "row-group-rows", 8192, "rows per Parquet row group")
 	flag.IntVar(&o.runs, "runs", 3, "fetches (and baseline decodes) per size; the median is reported")
 	flag.StringVar(&o.out, "out", "", "also write the report (markdown) to this file")
-	o.pluginEnv = map[string]string{}
-	flag.Func("plugin-env", "K=V added to the plugin's environment (repeatable; e.g. STOA_CPUPROFILE with a -tags stoaprofile build)", func(s string) error {
-		k, v, ok := strings.Cut(s, "=")
-		if !ok || k == "" {
-			return errors.New("want K=V")
-		}
-		o.pluginEnv[k] = v
-		return nil
-	})
+	o.pluginEnv = benchkit.EnvFlag{}
+	flag.Var(o.pluginEnv, "plugin-env", "K=V added to the plugin's environment (repeatable; e.g. STOA_CPUPROFILE with a -tags stoaprofile build)")
 	flag.Parse()
 	report, err := run(o)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "stoa-bench:", err)
-		os.Exit(1)
-	}
-	fmt.Print(report)
-	if o.out != "" {
-		if err := os.WriteFile(o.out, []byte(report), 0o600); err != nil {
-			fmt.Fprintln(os.Stderr, "stoa-bench:", err)
-			os.Exit(1)
-		}
-	}
+	benchkit.Finish("stoa-bench", report, o.out, err)
 }
 
 func envInt(name string, def int) int {
