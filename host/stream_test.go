@@ -28,8 +28,8 @@ func postStream(t *testing.T, ctx context.Context, url, body string) (*http.Resp
 	return resp, bufio.NewScanner(resp.Body)
 }
 
-// A quiet stream (its first item comes late) is answered 200 with its
-// headers before the first item, so a client sees it open.
+// A quiet stream whose handler declares it open (sdk Stream.Open) is
+// answered 200 with its headers before the first item.
 func TestQuietStreamHeadersComeFirst(t *testing.T) {
 	t.Parallel()
 	h := startReference(t)
@@ -99,8 +99,7 @@ func TestStreamTimeouts(t *testing.T) {
 	}
 }
 
-// A stream whose plugin fails before any item within the commit delay still
-// gets the error's own status.
+// A stream that fails before any item or Open gets the error's own status.
 func TestStreamEarlyErrorKeepsStatus(t *testing.T) {
 	t.Parallel()
 	h := startReference(t)

@@ -136,7 +136,7 @@ type capability struct {
 	// unary runs a unary handler on a decoded request.
 	unary func(ctx context.Context, args json.RawMessage, env *Envelope) (any, error)
 	// stream runs a streaming handler.
-	stream func(ctx context.Context, args json.RawMessage, env *Envelope, emit func(json.RawMessage) error) error
+	stream func(ctx context.Context, args json.RawMessage, env *Envelope, out streamSink) error
 
 	reqSchema  *schema
 	respSchema *schema
@@ -183,13 +183,13 @@ func RegisterStream[Req, Item any](integ *Integration, name string, fn StreamHan
 		reqType:   reflect.TypeFor[Req](),
 		respType:  reflect.TypeFor[Item](),
 		funcName:  funcName(fn),
-		stream: func(ctx context.Context, args json.RawMessage, env *Envelope, emit func(json.RawMessage) error) error {
+		stream: func(ctx context.Context, args json.RawMessage, env *Envelope, out streamSink) error {
 			var req Request[Req]
 			req.Envelope = env
 			if err := json.Unmarshal(args, &req.Args); err != nil {
 				return Errorf(BadRequest, "request: %v", err)
 			}
-			return fn(ctx, req, &Stream[Item]{ctx: ctx, emit: emit})
+			return fn(ctx, req, &Stream[Item]{ctx: ctx, out: out})
 		},
 	}
 	for _, o := range opts {
@@ -200,8 +200,27 @@ func RegisterStream[Req, Item any](integ *Integration, name string, fn StreamHan
 
 // Stream is where a streaming handler sends its items.
 type Stream[T any] struct {
-	ctx  context.Context
-	emit func(json.RawMessage) error
+	ctx context.Context
+	out streamSink
+}
+
+// streamSink takes a stream's items (the batcher towards the host).
+type streamSink interface {
+	add(item json.RawMessage) error
+	open() error
+}
+
+// Open tells the caller that the stream is established before its first
+// item: the HTTP caller gets 200 and the response headers now, so a quiet
+// stream (a subscription waiting for events) is seen open. Until the first
+// item or Open, an error ends the call with its own status (401, 404, ...);
+// after, it ends the stream as its final line. Call Open once the stream's
+// setup (login, subscribe, ...) has succeeded; sending an item does it too.
+func (s *Stream[T]) Open() error {
+	if err := s.ctx.Err(); err != nil {
+		return err
+	}
+	return s.out.open()
 }
 
 // Send sends one item. It returns an error when the caller has gone away or
@@ -214,7 +233,7 @@ func (s *Stream[T]) Send(item T) error {
 	if err != nil {
 		return Errorf(InternalError, "encoding stream item: %v", err)
 	}
-	return s.emit(b)
+	return s.out.add(b)
 }
 
 // SendRaw sends one item that is already JSON. The caller guarantees that
@@ -223,7 +242,7 @@ func (s *Stream[T]) SendRaw(raw json.RawMessage) error {
 	if err := s.ctx.Err(); err != nil {
 		return err
 	}
-	return s.emit(raw)
+	return s.out.add(raw)
 }
 
 func funcName(fn any) string {

@@ -176,7 +176,7 @@ func (c *connector) InvokeStream(ctx context.Context, call *wire.Call, emit func
 	defer p.release()
 	b := &batcher{emit: emit}
 	start := time.Now()
-	err := c.runStream(ctx, p, call, b.add)
+	err := c.runStream(ctx, p, call, b)
 	b.stop()
 	final := &wire.Chunk{Done: true}
 	switch {
@@ -193,13 +193,13 @@ func (c *connector) InvokeStream(ctx context.Context, call *wire.Call, emit func
 	return b.finish(final)
 }
 
-func (c *connector) runStream(ctx context.Context, p *prepared, call *wire.Call, emit func(json.RawMessage) error) (err error) {
+func (c *connector) runStream(ctx context.Context, p *prepared, call *wire.Call, out streamSink) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = c.recovered(p, r)
 		}
 	}()
-	return p.cap.stream(ctx, call.Request, p.env, emit)
+	return p.cap.stream(ctx, call.Request, p.env, out)
 }
 
 // batcher collects stream items into an NDJSON buffer and sends it in
@@ -211,6 +211,21 @@ type batcher struct {
 	timer   *time.Timer
 	err     error // first emit error; the stream is dead after it
 	stopped bool
+	sent    bool // a chunk went out (the host has started the answer)
+}
+
+// open sends what is batched, or an empty chunk when nothing has been sent
+// yet: the host then starts its answer (Stream.Open).
+func (b *batcher) open() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.err != nil {
+		return b.err
+	}
+	if b.sent && len(b.buf) == 0 {
+		return nil
+	}
+	return b.flushLocked()
 }
 
 func (b *batcher) add(item json.RawMessage) error {
@@ -254,6 +269,7 @@ func (b *batcher) flushLocked() error {
 	if err := b.emit(&wire.Chunk{NDJSON: b.buf}); err != nil {
 		b.err = err
 	}
+	b.sent = true
 	b.buf = b.buf[:0]
 	return b.err
 }

@@ -306,6 +306,50 @@ func TestStreamBatchingFlushesSlowStreams(t *testing.T) {
 	}
 }
 
+// TestStreamOpen checks that Open sends an empty chunk before any item (the
+// host then starts its answer), once, and flushes batched items instead
+// when there are some.
+func TestStreamOpen(t *testing.T) {
+	t.Parallel()
+	i := minimal("open")
+	RegisterStream(i, "quiet", func(_ context.Context, _ Request[none], out *Stream[int]) error {
+		if err := out.Open(); err != nil {
+			return err
+		}
+		if err := out.Open(); err != nil { // a second Open sends nothing
+			return err
+		}
+		if err := out.Send(7); err != nil {
+			return err
+		}
+		if err := out.Open(); err != nil { // flushes the batched item
+			return err
+		}
+		return Errorf(NotFound, "gone")
+	})
+	if err := i.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	c := &connector{integ: i}
+	var chunks []*wire.Chunk
+	err := c.InvokeStream(context.Background(), &wire.Call{Capability: "quiet", Request: json.RawMessage(`{}`)}, func(ch *wire.Chunk) error {
+		chunks = append(chunks, &wire.Chunk{NDJSON: append([]byte(nil), ch.NDJSON...), Err: ch.Err, Done: ch.Done})
+		return nil
+	})
+	if err != nil || len(chunks) != 3 {
+		t.Fatalf("err %v, %d chunks", err, len(chunks))
+	}
+	if len(chunks[0].NDJSON) != 0 || chunks[0].End() {
+		t.Errorf("first chunk %+v, want empty and not final", chunks[0])
+	}
+	if string(chunks[1].NDJSON) != "7\n" || chunks[1].End() {
+		t.Errorf("second chunk %q", chunks[1].NDJSON)
+	}
+	if chunks[2].Err == nil || chunks[2].Err.Code != string(NotFound) {
+		t.Errorf("final chunk %+v", chunks[2])
+	}
+}
+
 func TestStreamLargeIsChunked(t *testing.T) {
 	t.Parallel()
 	i := minimal("big")

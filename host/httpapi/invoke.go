@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
-	"time"
 
 	"github.com/connector-host/connector-host/host/router"
 	"github.com/connector-host/connector-host/internal/envelope"
@@ -64,56 +63,25 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(out)
 }
 
-// streamCommitAfter is how long a stream may stay silent before the host
-// commits to 200 and sends the response headers, so that a client of a
-// quiet stream (a subscription) sees it open. An error before then still
-// gets its own status; after it, errors arrive as the final line.
-const streamCommitAfter = 500 * time.Millisecond
-
 // invokeStream answers a streaming capability with NDJSON: the items, one
-// per line, then {"page":...} or {"error":{...}}. An error before the first
-// item (and within streamCommitAfter) is answered as a plain error envelope
-// with its status instead.
+// per line, then {"page":...} or {"error":{...}}. The answer starts (200 and
+// headers) with the plugin's first chunk: its first items, or an empty
+// chunk when the handler declares the stream open (sdk Stream.Open, e.g. a
+// subscription that waits for events). An error before that is answered as
+// a plain error envelope with its own status.
 func (s *Server) invokeStream(w http.ResponseWriter, r *http.Request, req *router.Request) {
 	flusher, _ := w.(http.Flusher)
-	var (
-		mu      sync.Mutex // the timer's goroutine and emit both write
-		started bool
-		done    bool
-		line    []byte
-	)
-	commit := func() {
-		started = true
-		w.Header().Set("Content-Type", "application/x-ndjson")
-		w.WriteHeader(http.StatusOK)
-	}
-	timer := time.AfterFunc(streamCommitAfter, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if started || done {
-			return
-		}
-		commit()
-		if flusher != nil {
-			flusher.Flush()
-		}
-	})
-	defer func() {
-		timer.Stop()
-		mu.Lock()
-		done = true // a late timer must not touch w after the handler returns
-		mu.Unlock()
-	}()
+	started := false
+	var line []byte
 	f := s.opts.Router.InvokeStream(r.Context(), req, func(ch *wire.Chunk) error {
-		mu.Lock()
-		defer mu.Unlock()
 		if !started && len(ch.NDJSON) == 0 && ch.Err != nil {
 			started = true
-			writeFailure(w, &router.Failure{AppID: req.AppID, Err: ch.Err})
-			return nil
+			return answerFailure(w, &router.Failure{AppID: req.AppID, Err: ch.Err})
 		}
 		if !started {
-			commit()
+			started = true
+			w.Header().Set("Content-Type", "application/x-ndjson")
+			w.WriteHeader(http.StatusOK)
 		}
 		if _, err := w.Write(ch.NDJSON); err != nil {
 			return err
@@ -129,17 +97,16 @@ func (s *Server) invokeStream(w http.ResponseWriter, r *http.Request, req *route
 		}
 		return nil
 	})
-	if f != nil {
-		mu.Lock()
-		defer mu.Unlock()
-		if !started {
-			writeFailure(w, f)
-			return
-		}
-		// Committed to 200 by the timer: the failure is the final line.
-		line = envelope.AppendStreamLines(line[:0], &wire.Chunk{Err: f.Err}, req.AppID, codeStatus)
-		_, _ = w.Write(line)
+	if f != nil && !started {
+		writeFailure(w, f)
 	}
+}
+
+// answerFailure answers with a failure envelope: the answer is complete,
+// so the stream callback goes on (nil).
+func answerFailure(w http.ResponseWriter, f *router.Failure) error {
+	writeFailure(w, f)
+	return nil
 }
 
 // codeStatus is the HTTP status of a code.

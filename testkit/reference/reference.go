@@ -158,6 +158,12 @@ func crash(_ context.Context, req sdk.Request[Empty]) (Empty, error) {
 }
 
 func stream(ctx context.Context, req sdk.Request[StreamRequest], out *sdk.Stream[StreamItem]) error {
+	if req.Args.IntervalMS > 0 {
+		// A slow stream: the caller sees it open before the first item.
+		if err := out.Open(); err != nil {
+			return err
+		}
+	}
 	for k := 0; k < req.Args.N; k++ {
 		if req.Args.IntervalMS > 0 {
 			select {

@@ -831,6 +831,11 @@ func (p *plugin) subscribe(ctx context.Context, req sdk.Request[SubscribeRequest
 	}
 	sub := d.Subscribe(0)
 	defer sub.Close()
+	// Subscribed: the caller sees the stream open now, not at the first
+	// event (which may be minutes away).
+	if err := out.Open(); err != nil {
+		return err
+	}
 	var timeout <-chan time.Time
 	if a.TimeoutMS > 0 {
 		t := time.NewTimer(time.Duration(a.TimeoutMS) * time.Millisecond)
