@@ -273,9 +273,15 @@ func (d *Device) Interface(name string) *interfaces.Interface {
 
 // Status is a snapshot of a device.
 type Status struct {
-	DeviceID      string `json:"device_id"`
-	Realm         string `json:"realm"`
-	State         State  `json:"state"`
+	DeviceID string `json:"device_id"`
+	Realm    string `json:"realm"`
+	State    State  `json:"state"`
+	// Draining is true while connected and still delivering what was
+	// queued offline: until it ends, stored and volatile sends are queued
+	// behind the queues (connected, not draining: they go straight out).
+	// Empty queues alone do not say it has ended (the last messages may
+	// be in flight).
+	Draining      bool   `json:"draining"`
 	Transport     string `json:"transport,omitempty"`
 	LastError     string `json:"last_error,omitempty"`
 	Introspection string `json:"introspection"`
@@ -306,8 +312,8 @@ type Status struct {
 // Status returns the device's state and counters.
 func (d *Device) Status(ctx context.Context) (Status, error) {
 	d.mu.Lock()
-	st := Status{DeviceID: d.id, Realm: d.realm, State: d.state, Transport: d.trName, LastError: d.lastErr,
-		Introspection: d.intro.String(), QueuedVolatile: d.volatile.len()}
+	st := Status{DeviceID: d.id, Realm: d.realm, State: d.state, Draining: d.mode == modeDraining, Transport: d.trName,
+		LastError: d.lastErr, Introspection: d.intro.String(), QueuedVolatile: d.volatile.len()}
 	d.mu.Unlock()
 	n, err := d.store.QueueLen(ctx, d.id)
 	if err != nil {

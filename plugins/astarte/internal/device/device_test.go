@@ -351,7 +351,7 @@ func TestOfflineRetentionAndReconnect(t *testing.T) {
 		t.Fatalf("property offline = %v %v", got, err)
 	}
 	st, _ := d.Status(ctx)
-	if st.State != Connecting || st.QueuedStored != 20 || st.QueuedVolatile != 3 || st.VolatileDropped != 2 || st.LastError == "" {
+	if st.State != Connecting || st.Draining || st.QueuedStored != 20 || st.QueuedVolatile != 3 || st.VolatileDropped != 2 || st.LastError == "" {
 		t.Fatalf("status offline %+v", st)
 	}
 
@@ -385,7 +385,7 @@ func TestOfflineRetentionAndReconnect(t *testing.T) {
 		}
 	}
 	st, _ = d.Status(ctx)
-	if st.QueuedStored != 0 || st.QueuedVolatile != 0 || st.State != Connected {
+	if st.QueuedStored != 0 || st.QueuedVolatile != 0 || st.State != Connected || st.Draining {
 		t.Fatalf("status after drain %+v", st)
 	}
 	// Live again: stored messages go straight out.
