@@ -1,9 +1,6 @@
 package host_test
 
 import (
-	"bytes"
-	"io"
-	"net/http"
 	"testing"
 
 	"github.com/connector-host/connector-host/testkit/harness"
@@ -21,22 +18,5 @@ func BenchmarkGatewayNoop(b *testing.B) {
 	url := h.URL + "/events"
 	body := []byte(`{"name":"reference:noop","version":1,"id":"b","flowId":"f","payload":{"request":{}}}`)
 	want := []byte(`"name":"reference:noop:response"`)
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			resp, err := client.Post(url, "application/json", bytes.NewReader(body))
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			got, err := io.ReadAll(resp.Body)
-			_ = resp.Body.Close()
-			if err != nil || !bytes.Contains(got, want) {
-				b.Errorf("answer %s (%v)", got, err)
-				return
-			}
-		}
-	})
+	benchPost(b, url, body, want)
 }
