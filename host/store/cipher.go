@@ -103,14 +103,16 @@ func LoadKey(configuredHex, dataDir string) ([]byte, error) {
 	if _, err := rand.Read(k); err != nil {
 		return nil, fmt.Errorf("generating the encryption key: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		// Another process created it first: use theirs.
-		return readKeyFile(path)
-	}
+	// Write the whole key to a private temporary file, then hard-link it
+	// into place: the link appears complete or not at all, and fails when
+	// another process got there first (a reader never sees a half-written
+	// key).
+	f, err := os.CreateTemp(dataDir, KeyFileName+".tmp-*")
 	if err != nil {
 		return nil, fmt.Errorf("creating key file %s: %w", path, err)
 	}
+	tmp := f.Name()
+	defer func() { _ = os.Remove(tmp) }()
 	if _, err := f.WriteString(hex.EncodeToString(k) + "\n"); err != nil {
 		_ = f.Close() // the write already failed; that error is the one to report
 		return nil, fmt.Errorf("writing key file %s: %w", path, err)
@@ -121,6 +123,13 @@ func LoadKey(configuredHex, dataDir string) ([]byte, error) {
 	}
 	if err := f.Close(); err != nil {
 		return nil, fmt.Errorf("writing key file %s: %w", path, err)
+	}
+	if err := os.Link(tmp, path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			// Another process created it first: use theirs.
+			return readKeyFile(path)
+		}
+		return nil, fmt.Errorf("creating key file %s: %w", path, err)
 	}
 	return k, nil
 }
