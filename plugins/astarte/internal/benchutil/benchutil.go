@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -235,8 +236,21 @@ func (t Table) RSS(name string, bytes int64) {
 }
 
 // Serve starts `connector-host serve` with the astarte plugin, the given
-// settings as the connector's defaults and up to 1024 calls in flight.
+// settings as the connector's defaults and up to 1024 calls in flight. The
+// profiling variables of a `-tags astarteprofile` plugin build
+// (ASTARTE_CPUPROFILE, ASTARTE_CPUPROFILE_SECONDS) are passed on from this
+// process's environment.
 func Serve(host, plugin string, settings map[string]any) (*benchkit.Serve, error) {
+	connector := map[string]any{"settings": settings, "max_concurrency": 1024}
+	env := map[string]string{}
+	for _, k := range []string{"ASTARTE_CPUPROFILE", "ASTARTE_CPUPROFILE_SECONDS"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env[k] = v
+		}
+	}
+	if len(env) > 0 {
+		connector["env"] = env
+	}
 	return benchkit.StartServe(benchkit.ServeOptions{Host: host, Plugins: map[string]string{"astarte": plugin},
-		Connectors: map[string]any{"astarte": map[string]any{"settings": settings, "max_concurrency": 1024}}})
+		Connectors: map[string]any{"astarte": connector}})
 }

@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -148,7 +149,13 @@ func (t *Transport) Connect(ctx context.Context, s transport.Session) (transport
 		SetConnectionLostHandler(func(_ paho.Client, err error) { c.lost(err) })
 	opts.SetCustomOpenConnectionFn(func(u *url.URL, o paho.ClientOptions) (net.Conn, error) {
 		d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: t.cfg.ConnectTimeout}, Config: tlsCfg}
-		return d.DialContext(ctx, "tcp", u.Host)
+		nc, err := d.DialContext(ctx, "tcp", u.Host)
+		if err != nil {
+			return nil, err
+		}
+		cc := newCoalescingConn(nc, t.cfg.ConnectTimeout)
+		c.sock.Store(cc)
+		return cc, nil
 	})
 	c.client = paho.NewClient(opts)
 	tok := c.client.Connect()
@@ -186,6 +193,7 @@ func (t *Transport) Connect(ctx context.Context, s transport.Session) (transport
 type conn struct {
 	t        *Transport
 	client   paho.Client
+	sock     atomic.Pointer[coalescingConn] // the socket under client, once dialled
 	handler  transport.Handler
 	resynced bool
 
@@ -236,24 +244,44 @@ type pub struct {
 }
 
 // publishAll publishes in order with at most Window QoS>0 messages in
-// flight and returns how many leading publishes completed.
+// flight and returns how many leading publishes completed. Publishes go out
+// in bursts of half a window (one socket write each, see publishWindow):
+// the next burst leaves as soon as the one before the previous is
+// confirmed, so the broker always has work while acknowledgements return.
 func (c *conn) publishAll(ctx context.Context, pubs []pub) (int, error) {
 	window := c.t.cfg.Window
+	burst := max(1, window/2)
+	toks := make([]paho.Token, 0, len(pubs))
 	done := 0
-	for start := 0; start < len(pubs); start += window {
-		end := min(start+window, len(pubs))
-		toks := make([]paho.Token, 0, end-start)
-		for _, p := range pubs[start:end] {
-			toks = append(toks, c.client.Publish(p.topic, p.qos, false, p.payload))
-		}
-		for _, tok := range toks {
-			if err := c.wait(ctx, tok); err != nil {
+	for start := 0; start < len(pubs); start += burst {
+		end := min(start+burst, len(pubs))
+		for ; end-done > window; done++ {
+			if err := c.wait(ctx, toks[done]); err != nil {
 				return done, err
 			}
-			done++
+		}
+		toks = append(toks, c.publishWindow(pubs[start:end])...)
+	}
+	for ; done < len(toks); done++ {
+		if err := c.wait(ctx, toks[done]); err != nil {
+			return done, err
 		}
 	}
 	return done, nil
+}
+
+// publishWindow hands pubs to paho, the socket corked meanwhile so that
+// they leave together rather than one write each.
+func (c *conn) publishWindow(pubs []pub) []paho.Token {
+	if sock := c.sock.Load(); sock != nil && len(pubs) > 1 {
+		sock.Cork()
+		defer sock.Uncork()
+	}
+	toks := make([]paho.Token, 0, len(pubs))
+	for _, p := range pubs {
+		toks = append(toks, c.client.Publish(p.topic, p.qos, false, p.payload))
+	}
+	return toks
 }
 
 // wait waits for a token, the connection loss or ctx. A token that has
