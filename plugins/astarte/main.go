@@ -5,8 +5,25 @@
 package main
 
 import (
+	"github.com/connector-host/connector-host/internal/gctune"
 	"github.com/connector-host/connector-host/plugins/astarte/internal/connector"
 	"github.com/connector-host/connector-host/sdk"
 )
 
-func main() { sdk.Serve(connector.New()) }
+// GC settings of the plugin process unless the operator set GOGC or
+// GOMEMLIMIT (connectors.astarte.env). Devices keep little alive (the
+// interfaces, a bounded volatile queue; stored messages live in SQLite) but
+// every message sent allocates (JSON and BSON, protobuf and gRPC or MQTT
+// buffers, contexts): with the default GOGC=100 the collector took about a
+// sixth of the plugin's CPU in a send_batch over the Message Hub. GOGC=400
+// cut the plugin's CPU per message by a fifth; the soft memory limit
+// bounds what it may cost in memory with many devices.
+const (
+	gcPercent   = 400
+	memoryLimit = 512 << 20
+)
+
+func main() {
+	gctune.Apply(gcPercent, memoryLimit)
+	sdk.Serve(connector.New())
+}

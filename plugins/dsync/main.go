@@ -5,15 +5,13 @@
 package main
 
 import (
-	"os"
-	"runtime/debug"
-
+	"github.com/connector-host/connector-host/internal/gctune"
 	"github.com/connector-host/connector-host/plugins/dsync/internal/connector"
 	"github.com/connector-host/connector-host/sdk"
 )
 
 func main() {
-	tuneGC()
+	gctune.Apply(gcPercent, memoryLimit)
 	sdk.Serve(connector.New())
 }
 
@@ -29,12 +27,3 @@ const (
 	gcPercent   = 400
 	memoryLimit = 512 << 20
 )
-
-func tuneGC() {
-	if _, set := os.LookupEnv("GOGC"); !set {
-		debug.SetGCPercent(gcPercent)
-	}
-	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
-		debug.SetMemoryLimit(memoryLimit)
-	}
-}

@@ -17,7 +17,9 @@
 //     every Send), for each batch size and number of batches in flight,
 //     with the messages spread over -paths paths (a path's messages are
 //     sent one after another to keep their order; paths go in parallel) and
-//     all on one path, against the raw client with -workers in flight;
+//     all on one path, against the raw client with -workers in flight
+//     measured on as many messages just before the row, and under each row
+//     the CPU time per message of the plugin, the host and this process;
 //   - the same for the device library's SendBatch in process (no host);
 //   - the plugin process RSS idle and with -devices nodes attached.
 package main
@@ -161,7 +163,6 @@ func run(o options) error {
 	defer lib.close()
 	t := benchutil.Table{Width: 64}
 	t.Header("measure", "plugin", "raw gRPC")
-	var rawBest float64 // the raw client with -workers in flight
 	for _, w := range []int{1, o.workers} {
 		b.hub.ResetRecords()
 		host, err := benchutil.Parallel(o.messages, 0, w, b.c.Sender(ctx, id, benchInterface, "/v", nil))
@@ -185,34 +186,48 @@ func run(o options) error {
 		t.Row(fmt.Sprintf("sends/s through the host, %d in flight", w), host, rr)
 		t.Row(fmt.Sprintf("sends/s of the device library (no host), %d in flight", w), libRate, rr)
 		t.Value(fmt.Sprintf("host floor: list_interfaces calls/s, %d in flight", w), floor)
-		rawBest = rr
 	}
 	spread := func(k int) string { return fmt.Sprintf("/s%d/v", k%o.paths) }
 	one := func(int) string { return "/v" }
+	hostPID := b.serve.PID()
+	// batchRow measures the raw client with -workers in flight on the same
+	// number of messages just before a batch row (the machine's load
+	// changes between rows), then the row, and prints both with the CPU
+	// per message of each process.
+	batchRow := func(name string, calls, size, workers int, send func(int) error) error {
+		b.hub.ResetRecords()
+		rawRate, err := benchutil.Parallel(calls*size, 0, o.workers, raw.send)
+		if err != nil {
+			return err
+		}
+		b.hub.ResetRecords()
+		before := [3]time.Duration{benchkit.CPU(pid), benchkit.CPU(hostPID), benchkit.SelfCPU()}
+		rate, err := benchutil.Parallel(calls, 0, workers, send)
+		if err != nil {
+			return err
+		}
+		msgs := float64(calls * size)
+		us := func(k int, now time.Duration) float64 { return float64((now - before[k]).Microseconds()) / msgs }
+		t.Row(name, rate*float64(size), rawRate)
+		t.Detail(fmt.Sprintf("CPU µs per message: plugin %.1f, host %.1f, this process (hub, client) %.1f",
+			us(0, benchkit.CPU(pid)), us(1, benchkit.CPU(hostPID)), us(2, benchkit.SelfCPU())))
+		return nil
+	}
 	for _, size := range sizes {
 		n := max(o.batchMessages/size, 1)
 		for _, w := range batchWorkers {
-			b.hub.ResetRecords()
 			send := benchutil.Warm(b.c.BatchSender(ctx, id, benchInterface, size, spread, nil), 2)
-			rate, err := benchutil.Parallel(n, 0, w, send)
-			if err != nil {
+			if err := batchRow(fmt.Sprintf("msgs/s send_batch of %d over %d paths, %d in flight", size, o.paths, w), n, size, w, send); err != nil {
 				return err
 			}
-			t.Row(fmt.Sprintf("msgs/s send_batch of %d over %d paths, %d in flight", size, o.paths, w), rate*float64(size), rawBest)
 		}
-		b.hub.ResetRecords()
 		send := benchutil.Warm(b.c.BatchSender(ctx, id, benchInterface, size, one, nil), 1)
-		rate, err := benchutil.Parallel(max(n/4, 1), 0, 1, send)
-		if err != nil {
+		if err := batchRow(fmt.Sprintf("msgs/s send_batch of %d on one path, 1 in flight", size), max(n/4, 1), size, 1, send); err != nil {
 			return err
 		}
-		t.Row(fmt.Sprintf("msgs/s send_batch of %d on one path, 1 in flight", size), rate*float64(size), rawBest)
-		b.hub.ResetRecords()
-		rate, err = benchutil.Parallel(n, 0, 1, lib.batch(size, spread))
-		if err != nil {
+		if err := batchRow(fmt.Sprintf("msgs/s library SendBatch of %d over %d paths (no host)", size, o.paths), n, size, 1, lib.batch(size, spread)); err != nil {
 			return err
 		}
-		t.Row(fmt.Sprintf("msgs/s library SendBatch of %d over %d paths (no host)", size, o.paths), rate*float64(size), rawBest)
 	}
 	t.RSS("plugin RSS idle", idle)
 	t.RSS(fmt.Sprintf("plugin RSS with %d attached nodes", o.devices), loaded)

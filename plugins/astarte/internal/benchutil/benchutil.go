@@ -230,6 +230,11 @@ func (t Table) Value(name string, value float64) {
 	fmt.Printf("%-*s %10.0f\n", t.Width, name, value)
 }
 
+// Detail prints an indented note under a row.
+func (t Table) Detail(text string) {
+	fmt.Printf("  %s\n", text)
+}
+
 // RSS prints a memory row in KiB.
 func (t Table) RSS(name string, bytes int64) {
 	fmt.Printf("%-*s %6d KiB\n", t.Width, name, bytes>>10)
@@ -247,6 +252,9 @@ func Serve(host, plugin string, settings map[string]any) (*benchkit.Serve, error
 		if v, ok := os.LookupEnv(k); ok {
 			env[k] = v
 		}
+	}
+	if v, ok := os.LookupEnv("ASTARTE_GOGC"); ok {
+		env["GOGC"] = v
 	}
 	if len(env) > 0 {
 		connector["env"] = env
