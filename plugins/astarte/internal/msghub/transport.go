@@ -310,12 +310,17 @@ func (c *conn) Close(ctx context.Context) error {
 // invoke makes a unary call with the node id, bounded by CallTimeout when
 // ctx has no deadline.
 func (c *conn) invoke(ctx context.Context, method string, in, out proto.Message) error {
+	return c.invokeOutgoing(c.t.outgoing(ctx), method, in, out)
+}
+
+// invokeOutgoing is invoke for a ctx that already carries the node id.
+func (c *conn) invokeOutgoing(ctx context.Context, method string, in, out proto.Message) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.t.cfg.CallTimeout)
 		defer cancel()
 	}
-	return c.cc.Invoke(c.t.outgoing(ctx), method, in, out)
+	return c.cc.Invoke(ctx, method, in, out)
 }
 
 // callError maps a failed call. UNAVAILABLE (and a call timing out) means
@@ -400,6 +405,7 @@ func (c *conn) resync(ctx context.Context, props []transport.Property) error {
 
 // Send sends messages in order, each confirmed by the hub before the next.
 func (c *conn) Send(ctx context.Context, msgs []*transport.Message) (int, error) {
+	octx := c.t.outgoing(ctx) // the node id, once for all the messages
 	for k, m := range msgs {
 		select {
 		case <-c.done:
@@ -410,7 +416,7 @@ func (c *conn) Send(ctx context.Context, msgs []*transport.Message) (int, error)
 		if err == nil {
 			var pm protoreflect.Message
 			if pm, err = c.t.l.encode(o); err == nil {
-				if err = c.invoke(ctx, methodSend, pm.Interface(), &emptypb.Empty{}); err != nil {
+				if err = c.invokeOutgoing(octx, methodSend, pm.Interface(), &emptypb.Empty{}); err != nil {
 					if ctx.Err() != nil {
 						return k, ctx.Err()
 					}
