@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"syscall"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -63,8 +64,8 @@ func (e *Emulator) StartBroker() error {
 	if addr == "" {
 		addr = e.opts.BrokerAddr
 	}
-	l := listeners.NewTCP(listeners.Config{Type: listeners.TypeTCP, ID: "tls", Address: addr, TLSConfig: tlsCfg})
-	if err := srv.AddListener(l); err != nil {
+	l, err := listenBroker(srv, addr, tlsCfg)
+	if err != nil {
 		return fmt.Errorf("astarteemu: broker listen on %s: %w", addr, err)
 	}
 	if err := srv.Serve(); err != nil {
@@ -76,8 +77,31 @@ func (e *Emulator) StartBroker() error {
 	return nil
 }
 
-// StopBroker stops the broker and disconnects every client. The port is kept
-// for StartBroker.
+// listenRetryFor bounds how long listenBroker retries a port in use.
+const listenRetryFor = 3 * time.Second
+
+// listenBroker adds the TLS listener on addr to srv. The port of a
+// restarted broker is held by the emulator's reservation on Linux (see
+// reservePort), so no other socket can take it while the broker is
+// stopped; a port still in use (elsewhere, or a fixed BrokerAddr) is
+// retried with a short backoff for up to listenRetryFor.
+func listenBroker(srv *mqtt.Server, addr string, tlsCfg *tls.Config) (*listeners.TCP, error) {
+	deadline := time.Now().Add(listenRetryFor)
+	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 250*time.Millisecond) {
+		l := listeners.NewTCP(listeners.Config{Type: listeners.TypeTCP, ID: "tls", Address: addr, TLSConfig: tlsCfg})
+		err := srv.AddListener(l)
+		if err == nil {
+			return l, nil
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) || time.Now().Add(wait).After(deadline) {
+			return nil, err
+		}
+		time.Sleep(wait)
+	}
+}
+
+// StopBroker stops the broker and disconnects every client. The port stays
+// reserved for StartBroker.
 func (e *Emulator) StopBroker() error {
 	e.brokerMu.Lock()
 	defer e.brokerMu.Unlock()

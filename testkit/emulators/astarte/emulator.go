@@ -72,6 +72,9 @@ type Emulator struct {
 	brokerMu   sync.Mutex
 	broker     *mqtt.Server
 	brokerAddr string
+	// brokerPort holds the broker's port between StopBroker and
+	// StartBroker (see reservePort); nil where ports are not reserved.
+	brokerPort io.Closer
 
 	mu            sync.Mutex
 	certValidity  time.Duration
@@ -161,11 +164,29 @@ func Start(opts Options) (*Emulator, error) {
 		go func() { _ = e.httpSrv.ServeTLS(ln, "", "") }()
 	}
 	e.pairingURL = scheme + "://" + ln.Addr().String() + "/pairing"
+	// Tests stop the broker and start it again on the same port: reserve
+	// the port for the emulator's lifetime, so that no other socket of the
+	// host (a listener on port 0 of a parallel test, say) takes it while
+	// the broker is stopped.
+	if e.brokerPort, e.brokerAddr, err = reservePort(e.opts.BrokerAddr); err != nil {
+		_ = e.httpSrv.Close()
+		return nil, fmt.Errorf("astarteemu: reserve the broker port %s: %w", e.opts.BrokerAddr, err)
+	}
 	if err := e.StartBroker(); err != nil {
 		_ = e.httpSrv.Close()
+		e.releaseBrokerPort()
 		return nil, err
 	}
 	return e, nil
+}
+
+func (e *Emulator) releaseBrokerPort() {
+	e.brokerMu.Lock()
+	defer e.brokerMu.Unlock()
+	if e.brokerPort != nil {
+		_ = e.brokerPort.Close()
+		e.brokerPort = nil
+	}
 }
 
 func checkLoopback(addr string) error {
@@ -182,6 +203,7 @@ func checkLoopback(addr string) error {
 // Close stops the broker and the Pairing API.
 func (e *Emulator) Close() error {
 	err := e.StopBroker()
+	e.releaseBrokerPort()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if herr := e.httpSrv.Shutdown(ctx); herr != nil {
