@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/connector-host/connector-host/plugins/astarte/internal/interfaces"
 	"github.com/connector-host/connector-host/plugins/astarte/internal/payload"
+	astarteemu "github.com/connector-host/connector-host/testkit/emulators/astarte"
 )
 
 var ts0 = time.Date(2024, 7, 8, 9, 10, 11, 123_000_000, time.UTC)
@@ -363,13 +365,42 @@ func TestOfflineRetentionAndReconnect(t *testing.T) {
 		t.Fatal(err)
 	}
 	msgs := r.emu.MessagesFrom(base)
-	// Fresh session after the broker restart: handshake (introspection,
-	// emptyCache, the property, purge list), then 20 stored, then 3 volatile.
-	if len(msgs) != 4+20+3 {
-		t.Fatalf("broker got %d messages", len(msgs))
+	// Fresh session after the broker restart: the handshake (introspection,
+	// emptyCache, the device properties, the purge list), then the property
+	// changes still pending, then 20 stored, then 3 volatile. The device
+	// retries in the background, so the attempt that gets through may have
+	// read its property snapshot before SetProperty: the property is then
+	// not in the handshake but follows it as a pending change (purge, then
+	// set). Either way Astarte ends with the property set, and it comes
+	// before the queues.
+	topics := make([]string, len(msgs))
+	for k, m := range msgs {
+		topics[k] = strings.TrimPrefix(m.Topic, base)
 	}
-	if msgs[0].Topic != base || msgs[2].Topic != base+"/com.example.DevProps/x/name" {
-		t.Fatalf("handshake %s %s", msgs[0].Topic, msgs[2].Topic)
+	if len(msgs) != 4+20+3 {
+		t.Fatalf("broker got %d messages: %v", len(msgs), topics)
+	}
+	const propTopic, purgeTopic = "/com.example.DevProps/x/name", "/control/producer/properties"
+	if topics[0] != "" || topics[1] != "/control/emptyCache" {
+		t.Fatalf("handshake does not start with introspection, emptyCache: %v", topics[:4])
+	}
+	switch {
+	case topics[2] == propTopic && topics[3] == purgeTopic: // in the handshake: the purge list keeps it
+		entries, err := astarteemu.DecodePropertyList(msgs[3].Payload)
+		if err != nil || !reflect.DeepEqual(entries, []string{"com.example.DevProps/x/name"}) {
+			t.Fatalf("purge list %q %v after the property", entries, err)
+		}
+	case topics[2] == purgeTopic && topics[3] == propTopic: // a pending change after the handshake
+	default:
+		t.Fatalf("handshake and pending property %v", topics[:4])
+	}
+	for _, k := range []int{0, 1, 2, 3} {
+		if msgs[k].QoS != 2 {
+			t.Fatalf("%s QoS %d", topics[k], msgs[k].QoS)
+		}
+	}
+	if pv, _ := payload.Decode(interfaces.String, msgs[slices.Index(topics, propTopic)].Payload); pv.Value != "offline" {
+		t.Fatalf("property payload %v", pv)
 	}
 	for k := 0; k < 20; k++ {
 		m := msgs[4+k]
