@@ -263,7 +263,13 @@ func TestDeadlineAndCancellation(t *testing.T) {
 		}
 		errCh <- err
 	}()
-	time.Sleep(200 * time.Millisecond)
+	// Cancel while the plugin is sleeping. Earlier the host answers the
+	// cancellation itself and the call never reaches the plugin (a fixed
+	// delay does not make sure it got there: under load it took longer).
+	if !waitForLine(h.Logs, "sleep started", "cancel-me-42", 10*time.Second) {
+		cancel()
+		t.Fatalf("the sleep call did not reach the plugin: %v", <-errCh)
+	}
 	cancel()
 	if err := <-errCh; err == nil {
 		t.Fatal("request was not cancelled")
