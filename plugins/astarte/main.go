@@ -16,8 +16,9 @@ import (
 // every message sent allocates (JSON and BSON, protobuf and gRPC or MQTT
 // buffers, contexts): with the default GOGC=100 the collector took about a
 // sixth of the plugin's CPU in a send_batch over the Message Hub. GOGC=400
-// cut the plugin's CPU per message by a fifth; the soft memory limit
-// bounds what it may cost in memory with many devices.
+// cut the plugin's CPU per message by a fifth, for more memory: with 100
+// devices connected over MQTT the plugin's RSS is 68-76 MiB instead of
+// 52 MiB. The soft memory limit bounds what it may cost with many devices.
 const (
 	gcPercent   = 400
 	memoryLimit = 512 << 20

@@ -16,6 +16,15 @@ const corkBytes = 64 << 10
 // write, small enough that a slow broker pushes back on paho.
 const maxPending = 256 << 10
 
+// readBuffer is the size of the read buffer: paho reads a packet's header
+// and body in small reads; the TLS connection keeps the rest of a record.
+const readBuffer = 4 << 10
+
+// keepSpare is the largest write buffer kept for reuse after a write; a
+// larger one (a burst) is left to the collector, so an idle device holds
+// little.
+const keepSpare = 64 << 10
+
 // errConnClosed is returned by writes after Close.
 var errConnClosed = errors.New("mqtt: connection closed")
 
@@ -51,7 +60,7 @@ type coalescingConn struct {
 // newCoalescingConn wraps c; writeTimeout bounds each write to the socket
 // (0: none).
 func newCoalescingConn(c net.Conn, writeTimeout time.Duration) *coalescingConn {
-	cc := &coalescingConn{Conn: c, r: bufio.NewReaderSize(c, 32<<10), timeout: writeTimeout, done: make(chan struct{})}
+	cc := &coalescingConn{Conn: c, r: bufio.NewReaderSize(c, readBuffer), timeout: writeTimeout, done: make(chan struct{})}
 	cc.cond.L = &cc.mu
 	go cc.writer()
 	return cc
@@ -106,7 +115,7 @@ func (c *coalescingConn) writer() {
 		}
 
 		c.mu.Lock()
-		if cap(out) <= 2*maxPending {
+		if cap(out) <= keepSpare {
 			c.spare = out[:0]
 		}
 		if err != nil {
