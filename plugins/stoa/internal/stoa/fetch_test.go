@@ -110,12 +110,94 @@ func TestFetchBadInput(t *testing.T) {
 	wantCode(t, err, sdk.BadRequest, "request.columns[0]")
 }
 
+// clientLog keeps what a client logged (JSON lines) for the request
+// counts of TestFetchFaults.
+type clientLog struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *clientLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *clientLog) logger() hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Output: l, JSONFormat: true, Level: hclog.Info})
+}
+
+func (l *clientLog) lines(t *testing.T) []map[string]any {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []map[string]any
+	for _, line := range bytes.Split(l.buf.Bytes(), []byte("\n")) {
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal(line, &m); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// timeouts counts the retries of what ("download of order id …", "sign of
+// order id …") after a try that made no progress within timeout_s. Under
+// load (the race detector on 2 busy cores) a request can stall that long;
+// the client then retries it, by design, with the same presigned URL.
+func (l *clientLog) timeouts(t *testing.T, what string) int {
+	n := 0
+	for _, m := range l.lines(t) {
+		msg, _ := m["error"].(string)
+		if m["@message"] == "stoa request failed; retrying" && m["error_code"] == string(sdk.RequestTimeout) && strings.HasPrefix(msg, what) {
+			n++
+		}
+	}
+	return n
+}
+
+// resigns counts the re-signings of order id after a refused presigned URL.
+func (l *clientLog) resigns(t *testing.T, id string) int {
+	n := 0
+	for _, m := range l.lines(t) {
+		if s, _ := m["@message"].(string); strings.Contains(s, "signing again") && m["order_id"] == id {
+			n++
+		}
+	}
+	return n
+}
+
+// wantRequests checks a server-side request count against the tries the
+// client made: want of them, timedOut of which stalled beyond timeout_s
+// and were abandoned. A stalled try may or may not have reached the
+// handler, so the count is between want-timedOut and want (exactly want
+// without stalls).
+func wantRequests(t *testing.T, what string, got, want, timedOut int) {
+	t.Helper()
+	if got < want-timedOut || got > want {
+		if timedOut == 0 {
+			t.Errorf("%s: %d requests, want %d", what, got, want)
+		} else {
+			t.Errorf("%s: %d requests, want %d to %d (%d tries timed out)", what, got, want-timedOut, want, timedOut)
+		}
+	}
+}
+
 func TestFetchFaults(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	small := stoaemu.Options{Products: []stoaemu.Product{{
 		GroupName: "g", Name: "n", Workspace: "apps", OwnerID: "o", Objects: 6, RowsPerObject: 40, RowGroupRows: 16,
 	}}}
+	// The settle checks count the requests of the failing object. Tries
+	// that timed out under load (see clientLog.timeouts) are retried on top
+	// of the ones the fault causes, except where the attempts are capped.
+	type settleFunc func(t *testing.T, st stoaemu.Stats, key string, log *clientLog)
+	downloadOf := func(key string) string { return "download of order id " + quoteShort(key) }
 	tests := []struct {
 		name   string
 		fault  stoaemu.Fault
@@ -123,44 +205,48 @@ func TestFetchFaults(t *testing.T) {
 		ok     bool // the fetch completes with every row
 		code   sdk.Code
 		msg    string
-		settle func(t *testing.T, st stoaemu.Stats, key string)
+		settle settleFunc
 	}{
 		{name: "503 once", fault: stoaemu.Fault{Status: 503, Times: 1}, ok: true,
-			settle: func(t *testing.T, st stoaemu.Stats, key string) {
-				if st.Downloads[key] != 2 {
-					t.Errorf("downloads of the failing object: %d, want 2", st.Downloads[key])
-				}
+			settle: func(t *testing.T, st stoaemu.Stats, key string, log *clientLog) {
+				to := log.timeouts(t, downloadOf(key))
+				wantRequests(t, "downloads of the failing object", st.Downloads[key], 2+to, to)
 			}},
 		{name: "500 twice", fault: stoaemu.Fault{Status: 500, Times: 2}, ok: true},
 		{name: "429 with Retry-After 0", fault: stoaemu.Fault{Status: 429, RetryAfter: "0", Times: 2}, ok: true},
 		{name: "truncated once", fault: stoaemu.Fault{Truncate: true, Times: 1}, ok: true},
 		{name: "short body once", fault: stoaemu.Fault{ShortBody: true, Times: 1}, ok: true},
 		{name: "expired signature once", fault: stoaemu.Fault{ExpiredSignature: true, Times: 1}, ok: true,
-			settle: func(t *testing.T, st stoaemu.Stats, key string) {
-				if st.Signs != 7 || st.Downloads[key] != 2 {
-					t.Errorf("signs %d downloads %d, want 7 and 2 (re-signed once)", st.Signs, st.Downloads[key])
+			settle: func(t *testing.T, st stoaemu.Stats, key string, log *clientLog) {
+				// Re-signed exactly once: the refused URL, nothing else.
+				if n := log.resigns(t, key); n != 1 {
+					t.Errorf("%d re-signings of the failing object, want 1", n)
 				}
+				to := log.timeouts(t, downloadOf(key))
+				wantRequests(t, "downloads of the failing object", st.Downloads[key], 2+to, to)
+				sto := log.timeouts(t, "sign of order id")
+				wantRequests(t, "signs", st.Signs, 7+sto, sto)
 			}},
 		{name: "sign 502 once", fault: stoaemu.Fault{Status: 502, Times: 1}, sign: true, ok: true},
 		{name: "503 always", fault: stoaemu.Fault{Status: 503}, code: sdk.ServiceError, msg: "HTTP 503",
-			settle: func(t *testing.T, st stoaemu.Stats, key string) {
-				if st.Downloads[key] != 4 {
-					t.Errorf("downloads %d, want 4 attempts", st.Downloads[key])
-				}
+			settle: func(t *testing.T, st stoaemu.Stats, key string, log *clientLog) {
+				wantRequests(t, "downloads of the failing object (4 attempts)", st.Downloads[key], 4, log.timeouts(t, downloadOf(key)))
 			}},
 		{name: "truncated always", fault: stoaemu.Fault{Truncate: true}, code: sdk.ConnectionClosed, msg: "transfer broke"},
 		{name: "short body always", fault: stoaemu.Fault{ShortBody: true}, code: sdk.InvalidResponse, msg: "may be truncated"},
 		{name: "expired signature always", fault: stoaemu.Fault{ExpiredSignature: true}, code: sdk.PermissionDenied, msg: "HTTP 403",
-			settle: func(t *testing.T, st stoaemu.Stats, key string) {
-				if st.Downloads[key] != 1+maxResigns {
-					t.Errorf("downloads %d, want %d", st.Downloads[key], 1+maxResigns)
+			settle: func(t *testing.T, st stoaemu.Stats, key string, log *clientLog) {
+				if n := log.resigns(t, key); n != maxResigns {
+					t.Errorf("%d re-signings, want %d", n, maxResigns)
 				}
+				to := log.timeouts(t, downloadOf(key))
+				wantRequests(t, "downloads of the failing object", st.Downloads[key], 1+maxResigns+to, to)
 			}},
 		{name: "404", fault: stoaemu.Fault{Status: 404}, code: sdk.NotFound, msg: "HTTP 404",
-			settle: func(t *testing.T, st stoaemu.Stats, key string) {
-				if st.Downloads[key] != 1 {
-					t.Errorf("a 404 was retried: %d downloads", st.Downloads[key])
-				}
+			settle: func(t *testing.T, st stoaemu.Stats, key string, log *clientLog) {
+				// A 404 is not retried (a stalled try before it is).
+				to := log.timeouts(t, downloadOf(key))
+				wantRequests(t, "downloads of the failing object (a 404 is final)", st.Downloads[key], 1+to, to)
 			}},
 		{name: "sign missing url", fault: stoaemu.Fault{Status: 200, Body: `{"url":null}`}, sign: true, code: sdk.InvalidResponse, msg: "no url"},
 	}
@@ -176,7 +262,8 @@ func TestFetchFaults(t *testing.T) {
 			t.Run(name, func(t *testing.T) {
 				t.Parallel()
 				srv := startEmu(t, small)
-				c := newClient(t, srv, restCreds, Options{}, nil)
+				var log clientLog
+				c := newClient(t, srv, restCreds, Options{Logger: log.logger()}, nil)
 				keys := srv.Keys(0)
 				failing := keys[2]
 				if tc.sign {
@@ -235,7 +322,7 @@ func TestFetchFaults(t *testing.T) {
 					}
 				}
 				if tc.settle != nil {
-					tc.settle(t, srv.Stats(), failing)
+					tc.settle(t, srv.Stats(), failing, &log)
 				}
 			})
 		}
