@@ -46,6 +46,12 @@ func Parse(body []byte) (*Request, error) {
 		}
 		return nil, &FieldError{Field: "body", Reason: "must be a JSON object (the request envelope)"}
 	}
+	if req, ok := parseSimple(body); ok {
+		if err := req.check(); err != nil {
+			return nil, err
+		}
+		return req, nil
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	var req Request
