@@ -185,24 +185,30 @@ func (r *Router) Describe(ctx context.Context, appID string) (*wire.Description,
 	return inst.Description, nil
 }
 
-// call is a routed call being prepared.
+// call is a routed call being prepared. It lives in its caller's frame
+// (begin fills it in): a call costs no allocation of its own.
 type call struct {
-	release func()
-	rt      *route
-	inst    *supervisor.Instance
-	wc      *wire.Call
-	cap     wire.Capability
-	builtin bool
-	ctx     context.Context
-	stop    context.CancelFunc
+	release   func()
+	rt        *route
+	inst      *supervisor.Instance
+	wc        wire.Call
+	streaming bool
+	builtin   bool
+	ctx       context.Context
+	stop      context.CancelFunc
+	// label is the capability's metric label once begin has found the
+	// capability ("unknown" when neither the plugin nor the builtins have
+	// it); "" when begin failed before looking.
+	label string
 }
 
 // begin resolves the route, waits for the plugin and a concurrency slot,
-// and builds the wire call. On success the caller must call end.
-func (r *Router) begin(ctx context.Context, req *Request, stream bool) (*call, *Failure) {
+// and fills in c with the wire call. On success the caller must call
+// c.end.
+func (r *Router) begin(ctx context.Context, req *Request, stream bool, c *call) *Failure {
 	rt, ok := r.conns[req.AppID]
 	if !ok {
-		return nil, hostFailure(HostAppID, sdk.NotFound, "router.Invoke", "no connector %q is loaded", req.AppID)
+		return hostFailure(HostAppID, sdk.NotFound, "router.Invoke", "no connector %q is loaded", req.AppID)
 	}
 	var callCtx context.Context
 	var cancel context.CancelFunc
@@ -224,25 +230,26 @@ func (r *Router) begin(ctx context.Context, req *Request, stream bool) (*call, *
 	inst, err := rt.sup.Acquire(waitCtx)
 	if err != nil {
 		cancel()
-		return nil, callFailure(req.AppID, req.Capability, ctx, waitCtx, err)
+		return callFailure(req.AppID, req.Capability, ctx, waitCtx, err)
 	}
-	c := &call{rt: rt, inst: inst, ctx: callCtx, stop: cancel}
-	if capa, ok := inst.Description.Capability(req.Capability); ok {
-		c.cap = capa
+	c.rt, c.inst, c.ctx, c.stop = rt, inst, callCtx, cancel
+	if streaming, ok := capabilityStreaming(inst.Description, req.Capability); ok {
+		c.streaming = streaming
 	} else if r.builtins != nil && hasCapability(r.builtins.Capabilities(inst.Description), req.Capability) {
-		c.cap = wire.Capability{Name: req.Capability}
 		c.builtin = true
 	} else {
 		cancel()
-		return nil, hostFailure(req.AppID, sdk.NotImplemented, "router.Invoke", "capability %q is not implemented by %s", req.Capability, req.AppID)
+		c.label = "unknown"
+		return hostFailure(req.AppID, sdk.NotImplemented, "router.Invoke", "capability %q is not implemented by %s", req.Capability, req.AppID)
 	}
+	c.label = req.Capability
 	env := req.Envelope
 	settings, f := mergeSettings(req.AppID, rt.defaults, env.Settings)
 	if f != nil {
 		cancel()
-		return nil, f
+		return f
 	}
-	c.wc = &wire.Call{
+	c.wc = wire.Call{
 		Capability:     req.Capability,
 		Request:        env.Request,
 		Settings:       settings,
@@ -254,23 +261,38 @@ func (r *Router) begin(ctx context.Context, req *Request, stream bool) (*call, *
 	if env.CredentialID != "" && !c.builtin {
 		if r.creds == nil {
 			cancel()
-			return nil, hostFailure(req.AppID, sdk.BadRequest, "router.Invoke", "credential_id: this host keeps no stored credentials")
+			return hostFailure(req.AppID, sdk.BadRequest, "router.Invoke", "credential_id: this host keeps no stored credentials")
 		}
 		auth, werr := r.creds.Auth(waitCtx, req.AppID, inst.Description, env.CredentialID)
 		if werr != nil {
 			cancel()
-			return nil, &Failure{AppID: req.AppID, Err: werr}
+			return &Failure{AppID: req.AppID, Err: werr}
 		}
 		c.wc.Auth = auth
 	}
 	select {
 	case rt.sem <- struct{}{}:
-	case <-waitCtx.Done():
-		cancel()
-		return nil, callFailure(req.AppID, req.Capability, ctx, waitCtx, waitCtx.Err())
+	default: // all slots taken: wait for one within the deadline
+		select {
+		case rt.sem <- struct{}{}:
+		case <-waitCtx.Done():
+			cancel()
+			return callFailure(req.AppID, req.Capability, ctx, waitCtx, waitCtx.Err())
+		}
 	}
 	c.release = r.maskAuth(c.wc.Auth)
-	return c, nil
+	return nil
+}
+
+// capabilityStreaming looks the capability up in the plugin's own
+// description: whether it streams, and whether it is there at all.
+func capabilityStreaming(d *wire.Description, name string) (streaming, ok bool) {
+	for i := range d.Capabilities {
+		if d.Capabilities[i].Name == name {
+			return d.Capabilities[i].Streaming, true
+		}
+	}
+	return false, false
 }
 
 // maskAuth registers the credential values of auth for masking.
@@ -303,29 +325,30 @@ func hasCapability(caps []wire.Capability, name string) bool {
 // Invoke runs a unary capability. Exactly one of the results is non-nil.
 func (r *Router) Invoke(ctx context.Context, req *Request) (*wire.Result, *Failure) {
 	start := time.Now()
-	res, f := r.invoke(ctx, req)
-	r.observe(req, f, start)
+	var c call
+	res, f := r.invoke(ctx, req, &c)
+	r.observe(req, c.label, f, start)
 	return res, f
 }
 
-func (r *Router) invoke(ctx context.Context, req *Request) (*wire.Result, *Failure) {
-	c, f := r.begin(ctx, req, false)
-	if f != nil {
+func (r *Router) invoke(ctx context.Context, req *Request, c *call) (*wire.Result, *Failure) {
+	if f := r.begin(ctx, req, false, c); f != nil {
 		return nil, f
 	}
 	defer c.end()
 	if c.builtin {
-		if res, handled := r.builtins.Invoke(c.ctx, req.AppID, c.inst.Description, req.Capability, c.wc, req.Envelope.CredentialID); handled {
+		wc := c.wc // the builtin may keep it; c stays in the caller's frame
+		if res, handled := r.builtins.Invoke(c.ctx, req.AppID, c.inst.Description, req.Capability, &wc, req.Envelope.CredentialID); handled {
 			if res.Err != nil {
 				return nil, pluginFailure(req.AppID, res.Err)
 			}
 			return res, nil
 		}
 	}
-	if c.cap.Streaming {
+	if c.streaming {
 		return nil, hostFailure(req.AppID, sdk.UnsupportedOperation, "router.Invoke", "capability %q is streaming; call it as a stream", req.Capability)
 	}
-	res, err := c.inst.Conn.Invoke(c.ctx, c.wc)
+	res, err := c.inst.Conn.Invoke(c.ctx, &c.wc)
 	if err != nil {
 		c.rt.sup.ReportBroken(c.inst)
 		return nil, callFailure(req.AppID, req.Capability, ctx, c.ctx, err)
@@ -339,7 +362,7 @@ func (r *Router) invoke(ctx context.Context, req *Request) (*wire.Result, *Failu
 		}
 		c.wc.Auth = auth
 		defer r.maskAuth(auth)()
-		res, err = c.inst.Conn.Invoke(c.ctx, c.wc)
+		res, err = c.inst.Conn.Invoke(c.ctx, &c.wc)
 		if err != nil {
 			c.rt.sup.ReportBroken(c.inst)
 			return nil, callFailure(req.AppID, req.Capability, ctx, c.ctx, err)
@@ -374,8 +397,8 @@ func (r *Router) IsStreaming(ctx context.Context, appID, capability string) bool
 			return false
 		}
 	}
-	c, ok := d.Capability(capability)
-	return ok && c.Streaming
+	streaming, _ := capabilityStreaming(d, capability)
+	return streaming
 }
 
 // InvokeStream runs a streaming capability, handing chunks to emit. It
@@ -385,18 +408,22 @@ func (r *Router) IsStreaming(ctx context.Context, appID, capability string) bool
 func (r *Router) InvokeStream(ctx context.Context, req *Request, emit func(*wire.Chunk) error) *Failure {
 	start := time.Now()
 	code := ""
+	var c call
 	defer func() {
 		if r.observer != nil {
-			r.observer.ObserveCall(req.AppID, r.capLabel(req), code, time.Since(start))
+			label := c.label
+			if label == "" {
+				label = r.capLabel(req)
+			}
+			r.observer.ObserveCall(req.AppID, label, code, time.Since(start))
 		}
 	}()
-	c, f := r.begin(ctx, req, true)
-	if f != nil {
+	if f := r.begin(ctx, req, true, &c); f != nil {
 		code = f.Err.Code
 		return f
 	}
 	defer c.end()
-	if !c.cap.Streaming {
+	if !c.streaming {
 		f := hostFailure(req.AppID, sdk.UnsupportedOperation, "router.InvokeStream", "capability %q is not streaming", req.Capability)
 		code = f.Err.Code
 		return f
@@ -418,7 +445,7 @@ func (r *Router) InvokeStream(ctx context.Context, req *Request, emit func(*wire
 		ended = ch.End()
 		return emit(ch)
 	}
-	err := c.inst.Conn.InvokeStream(c.ctx, c.wc, forward)
+	err := c.inst.Conn.InvokeStream(c.ctx, &c.wc, forward)
 	if retry && err == nil {
 		auth, werr := r.creds.Refresh(c.ctx, req.AppID, c.inst.Description, req.Envelope.CredentialID, c.wc.Auth)
 		if werr != nil {
@@ -428,7 +455,7 @@ func (r *Router) InvokeStream(ctx context.Context, req *Request, emit func(*wire
 		c.wc.Auth = auth
 		defer r.maskAuth(auth)()
 		mayRetry, ended = false, false
-		err = c.inst.Conn.InvokeStream(c.ctx, c.wc, forward)
+		err = c.inst.Conn.InvokeStream(c.ctx, &c.wc, forward)
 	}
 	if err != nil && !ended {
 		c.rt.sup.ReportBroken(c.inst)
@@ -441,7 +468,9 @@ func (r *Router) InvokeStream(ctx context.Context, req *Request, emit func(*wire
 	return nil
 }
 
-func (r *Router) observe(req *Request, f *Failure, start time.Time) {
+// observe reports a finished call; label is the call's capability label
+// when begin got as far as looking the capability up, else "".
+func (r *Router) observe(req *Request, label string, f *Failure, start time.Time) {
 	if r.observer == nil {
 		return
 	}
@@ -449,7 +478,10 @@ func (r *Router) observe(req *Request, f *Failure, start time.Time) {
 	if f != nil {
 		code = f.Err.Code
 	}
-	r.observer.ObserveCall(req.AppID, r.capLabel(req), code, time.Since(start))
+	if label == "" {
+		label = r.capLabel(req)
+	}
+	r.observer.ObserveCall(req.AppID, label, code, time.Since(start))
 }
 
 // capLabel bounds metric label values: unknown connectors and capabilities
@@ -460,7 +492,7 @@ func (r *Router) capLabel(req *Request) string {
 		return "unknown"
 	}
 	if d := rt.sup.Description(); d != nil {
-		if _, ok := d.Capability(req.Capability); ok {
+		if _, ok := capabilityStreaming(d, req.Capability); ok {
 			return req.Capability
 		}
 		if r.builtins != nil && hasCapability(r.builtins.Capabilities(d), req.Capability) {

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -127,6 +128,13 @@ type Supervisor struct {
 	restarts int
 	gen      int
 
+	// ready and last mirror state and current for the readers of every
+	// call (Acquire, Description), which then take no lock: ready is the
+	// current instance while the state is Ready, else nil; last is
+	// current. Both are stored under mu (see publish).
+	ready atomic.Pointer[Instance]
+	last  atomic.Pointer[Instance]
+
 	firstAttempt chan struct{} // closed after the first launch attempt
 	stopOnce     sync.Once
 	stopCh       chan struct{}
@@ -165,6 +173,13 @@ func (s *Supervisor) Start(ctx context.Context) error {
 // Acquire returns the running instance, waiting for a (re)start until ctx
 // ends. It fails fast when the plugin is failed or stopped.
 func (s *Supervisor) Acquire(ctx context.Context) (*Instance, error) {
+	if inst := s.ready.Load(); inst != nil {
+		select {
+		case <-inst.Exited(): // the loop below waits for the restart
+		default:
+			return inst, nil
+		}
+	}
 	for {
 		s.mu.Lock()
 		inst, st, ready, lastErr := s.current, s.state, s.readyCh, s.lastErr
@@ -242,12 +257,21 @@ func (s *Supervisor) LastError() error {
 
 // Description returns the Describe answer of the running (or last) process.
 func (s *Supervisor) Description() *wire.Description {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.current == nil {
-		return nil
+	if inst := s.last.Load(); inst != nil {
+		return inst.Description
 	}
-	return s.current.Description
+	return nil
+}
+
+// publish mirrors state and current into ready and last; called with mu
+// held after every change of either.
+func (s *Supervisor) publish() {
+	s.last.Store(s.current)
+	if s.state == Ready && s.current != nil {
+		s.ready.Store(s.current)
+	} else {
+		s.ready.Store(nil)
+	}
 }
 
 // ReportBroken tells the supervisor a call saw the connection break; if the
@@ -260,6 +284,7 @@ func (s *Supervisor) ReportBroken(inst *Instance) {
 		if s.current == inst && s.state == Ready {
 			s.state = Restarting
 			s.readyCh = make(chan struct{})
+			s.publish()
 		}
 		s.mu.Unlock()
 	default:
@@ -359,6 +384,7 @@ func (s *Supervisor) setReady(inst *Instance) {
 		s.opts.Logger.Info("plugin up again after a crash loop")
 	}
 	s.state = Ready
+	s.publish()
 	close(s.readyCh)
 	if inst.Generation > 1 {
 		s.restarts++
@@ -394,6 +420,7 @@ func (s *Supervisor) recordFailure(err error) {
 	} else {
 		s.state = Restarting
 	}
+	s.publish()
 }
 
 func (s *Supervisor) setState(st State) {
@@ -403,6 +430,7 @@ func (s *Supervisor) setState(st State) {
 		s.readyCh = make(chan struct{})
 	}
 	s.state = st
+	s.publish()
 }
 
 // backoff is the delay before the next launch: capped exponential in the
