@@ -4,6 +4,7 @@ package metrics
 
 import (
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,6 +20,19 @@ type Metrics struct {
 	errors   *prometheus.CounterVec
 	restarts *prometheus.CounterVec
 	plugins  *prometheus.GaugeVec
+
+	// succeeded caches, per connector and capability, the series a
+	// successful call updates (callKey → *callSeries), so that the common
+	// case skips the vectors' label hashing and lookups. Label values are
+	// bounded (the router reports unknown capabilities as "unknown").
+	succeeded sync.Map
+}
+
+type callKey struct{ appID, capability string }
+
+type callSeries struct {
+	calls   prometheus.Counter
+	latency prometheus.Observer
 }
 
 // New returns the metric set, registered with Go and process collectors.
@@ -54,13 +68,23 @@ func New() *Metrics {
 
 // ObserveCall records one finished call; code is "" on success.
 func (m *Metrics) ObserveCall(appID, capability, code string, d time.Duration) {
-	outcome := "ok"
 	if code != "" {
-		outcome = code
 		m.errors.WithLabelValues(appID, code).Inc()
+		m.calls.WithLabelValues(appID, capability, code).Inc()
+		m.latency.WithLabelValues(appID, capability).Observe(d.Seconds())
+		return
 	}
-	m.calls.WithLabelValues(appID, capability, outcome).Inc()
-	m.latency.WithLabelValues(appID, capability).Observe(d.Seconds())
+	key := callKey{appID, capability}
+	v, ok := m.succeeded.Load(key)
+	if !ok {
+		v, _ = m.succeeded.LoadOrStore(key, &callSeries{
+			calls:   m.calls.WithLabelValues(appID, capability, "ok"),
+			latency: m.latency.WithLabelValues(appID, capability),
+		})
+	}
+	cs := v.(*callSeries)
+	cs.calls.Inc()
+	cs.latency.Observe(d.Seconds())
 }
 
 // PluginRestarted records a restart of appID's plugin.
