@@ -46,12 +46,23 @@ func Parse(body []byte) (*Request, error) {
 		}
 		return nil, &FieldError{Field: "body", Reason: "must be a JSON object (the request envelope)"}
 	}
-	if req, ok := parseSimple(body); ok {
-		if err := req.check(); err != nil {
+	req, ok := parseSimple(body)
+	if !ok {
+		var err error
+		if req, err = decodeGeneral(body); err != nil {
 			return nil, err
 		}
-		return req, nil
 	}
+	if err := req.check(); err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+// decodeGeneral decodes any envelope with encoding/json (unknown members
+// refused, nothing after the object) and names the field at fault in its
+// errors; parseSimple must give the same Request for the bodies it takes.
+func decodeGeneral(body []byte) (*Request, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	var req Request
@@ -60,9 +71,6 @@ func Parse(body []byte) (*Request, error) {
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, &FieldError{Field: "body", Reason: "unexpected data after the JSON object"}
-	}
-	if err := req.check(); err != nil {
-		return nil, err
 	}
 	return &req, nil
 }

@@ -1,8 +1,10 @@
 package envelope
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -124,4 +126,54 @@ func TestInfo(t *testing.T) {
 	if !strings.Contains(string(info.AuthenticationSchema), `"basic":{"type":"object"}`) {
 		t.Fatalf("auth schema: %s", info.AuthenticationSchema)
 	}
+}
+
+// FuzzParseSimpleMatchesDecoder checks the fast path against encoding/json:
+// whatever parseSimple takes, the general decoder takes too and gives the
+// same Request.
+func FuzzParseSimpleMatchesDecoder(f *testing.F) {
+	for _, s := range []string{
+		`{"request":{}}`,
+		`{ "request" : { "a" : [1, 2, {"b": null}] } , "page" : { "token" : "t1", "size" : 20 } }`,
+		`{"request":{},"settings":{"x":"y"},"auth":{"basic":{"username":"u","password":"p"}},"credential_id":"c-1"}`,
+		`{"request":{},"page":{"size":-0}}`,
+		`{"request":{},"page":{"size":1e2}}`,
+		`{"request":{},"page":{"token":"\u0041"}}`,
+		`{"request":{},"request":{}}`,
+		`{"Request":{}}`,
+		`{"request":{},"page":null}`,
+		`{"request":{},"credential_id":null}`,
+		`{"request":"x"}`,
+		`{}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		body = bytes.TrimSpace(body)
+		if len(body) == 0 || body[0] != '{' {
+			return
+		}
+		fast, ok := parseSimple(body)
+		if !ok {
+			return
+		}
+		slow, err := decodeGeneral(body)
+		if err != nil {
+			t.Fatalf("parseSimple took %q, the decoder refuses it: %v", body, err)
+		}
+		if !reflect.DeepEqual(normalize(fast), normalize(slow)) {
+			t.Fatalf("%q:\nparseSimple %+v\ndecoder     %+v", body, fast, slow)
+		}
+	})
+}
+
+// normalize makes empty and nil raw members compare equal (both absent).
+func normalize(r *Request) Request {
+	out := *r
+	for _, m := range []*json.RawMessage{&out.Request, &out.Settings, &out.Auth} {
+		if len(*m) == 0 {
+			*m = nil
+		}
+	}
+	return out
 }
