@@ -161,9 +161,9 @@ func TestHubSendBatch(t *testing.T) {
 			if err := s.hub.Start(); err != nil {
 				t.Fatal(err)
 			}
-			s.waitHubStatus(id, "drained", func(st map[string]any) bool {
-				return st["state"] == "connected" && st["queued_stored"] == json.Number("0")
-			})
+			// Draining 1,050 messages one round trip each takes as long as
+			// the machine's load makes it: wait while it progresses.
+			s.waitHubDrained(id)
 			inOrder(t, valuesByPath(), 1200, 3, 10000)
 		})
 	}

@@ -131,6 +131,49 @@ func (s *hubStack) waitHubStatus(id, what string, cond func(map[string]any) bool
 	}
 }
 
+// drainStall is how long waitHubDrained waits for the drain to move on.
+const drainStall = 20 * time.Second
+
+// waitHubDrained polls status until the device is connected with an empty
+// durable queue, and returns that status. How long a drain takes is not
+// bounded: the device first re-attaches after its reconnection backoff
+// (which grew while the hub was down), then sends the queue one hub round
+// trip per message with a synced acknowledgement per window, at whatever
+// pace the machine allows: for TestHubSendBatch's 1,050 messages about
+// 2 s on an idle machine, 7 s beside another test package, and more than
+// the 20 s once given to the whole drain in CI's full run. What must hold
+// is that it never stalls, so the test fails when the device has not
+// connected, or the queue has not shrunk, for drainStall.
+func (s *hubStack) waitHubDrained(id string) map[string]any {
+	s.t.Helper()
+	connected := false
+	minQueue := -1
+	progress := time.Now()
+	for {
+		st := s.ok("status", map[string]any{"device_id": id})
+		n, _ := st["queued_stored"].(json.Number)
+		q, err := n.Int64()
+		if err != nil {
+			s.t.Fatalf("status without queued_stored: %v", st)
+		}
+		if st["state"] == "connected" {
+			if q == 0 {
+				return st
+			}
+			if !connected {
+				connected, progress = true, time.Now()
+			}
+		}
+		if minQueue < 0 || int(q) < minQueue {
+			minQueue, progress = int(q), time.Now()
+		}
+		if time.Since(progress) > drainStall {
+			s.t.Fatalf("status never drained: no progress for %s (connected: %v, shortest queue: %d): %v", drainStall, connected, minQueue, st)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 const hubTS = "2025-06-17T10:20:30.456Z"
 
 // Every Astarte type (arrays included), an object, an explicit timestamp
