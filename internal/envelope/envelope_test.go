@@ -177,3 +177,44 @@ func normalize(r *Request) Request {
 	}
 	return out
 }
+
+// TestParseSimpleShapes pins which bodies take the fast path, so that the
+// fuzz comparison above is not vacuous.
+func TestParseSimpleShapes(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		body string
+		fast bool
+	}{
+		{`{"request":{}}`, true},
+		{`{}`, true},
+		{` { "request" : {"a":[1,{"b":"}"}]} , "settings":{"s":1}, "auth":null } `, true},
+		{`{"request":{},"credential_id":"c-1","page":{"token":"t","size":20},"include_raw_data":true}`, true},
+		{`{"request":{},"page":{"size":null,"token":null}}`, true},
+		{`{"request":{},"request":{}}`, false},             // repeated member
+		{`{"Request":{}}`, false},                          // case-insensitive match: the decoder's job
+		{`{"request":{},"x":1}`, false},                    // unknown member: the decoder names it
+		{`{"request":{},"credential_id":"\u0041"}`, false}, // escapes
+		{`{"request":{},"page":{"size":1.5}}`, false},
+		{`{"request":{},"page":[]}`, false},
+		{`{"request":{},"include_raw_data":1}`, false},
+		{`{"request":{}`, false}, // invalid JSON
+	} {
+		body := []byte(strings.TrimSpace(c.body))
+		req, ok := parseSimple(body)
+		if ok != c.fast {
+			t.Errorf("parseSimple(%s) ok = %v, want %v", c.body, ok, c.fast)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		slow, err := decodeGeneral(body)
+		if err != nil {
+			t.Fatalf("%s: decoder: %v", c.body, err)
+		}
+		if !reflect.DeepEqual(normalize(req), normalize(slow)) {
+			t.Errorf("%s:\nparseSimple %+v\ndecoder     %+v", c.body, req, slow)
+		}
+	}
+}

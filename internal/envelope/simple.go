@@ -2,6 +2,7 @@ package envelope
 
 import (
 	"encoding/json"
+	"slices"
 	"strconv"
 
 	"github.com/connector-host/connector-host/internal/wire"
@@ -25,119 +26,109 @@ func parseSimple(body []byte) (req *Request, ok bool) {
 	// matched, every literal well formed, and nothing follows the object.
 	data := append([]byte(nil), body...)
 	req = &Request{}
-	var seen uint8
-	i := skipSpace(data, 1)
-	if data[i] == '}' {
-		return req, true
-	}
-	for {
-		key, next, ok := simpleString(data, i)
-		if !ok {
-			return nil, false
-		}
-		i = skipSpace(data, next)
-		i = skipSpace(data, i+1) // ':'
-		end := valueEnd(data, i)
-		val := data[i:end:end]
-		var bit uint8
-		switch string(key) {
+	ok = eachMember(data, envelopeFields, func(field int, val []byte) bool {
+		switch envelopeFields[field] {
 		case "request":
-			bit, req.Request = 1<<0, val
+			req.Request = val
 		case "settings":
-			bit, req.Settings = 1<<1, val
+			req.Settings = val
 		case "auth":
-			bit, req.Auth = 1<<2, val
+			req.Auth = val
 		case "credential_id":
-			bit = 1 << 3
 			if !isNull(val) {
 				s, _, ok := simpleString(val, 0)
 				if !ok {
-					return nil, false
+					return false
 				}
 				req.CredentialID = string(s)
 			}
 		case "page":
-			bit = 1 << 4
 			if !isNull(val) {
+				var ok bool
 				if req.Page, ok = simplePage(val); !ok {
-					return nil, false
+					return false
 				}
 			}
 		case "include_raw_data":
-			bit = 1 << 5
 			switch string(val) {
 			case "true":
 				req.IncludeRawData = true
 			case "false", "null":
 			default:
-				return nil, false
+				return false
 			}
-		default:
-			return nil, false
 		}
-		if seen&bit != 0 {
-			return nil, false
-		}
-		seen |= bit
-		i = skipSpace(data, end)
-		if data[i] == '}' {
-			return req, true
-		}
-		i = skipSpace(data, i+1) // ','
+		return true
+	})
+	if !ok {
+		return nil, false
 	}
+	return req, true
 }
+
+// The members parseSimple and simplePage take, spelled as encoding/json
+// matches them exactly.
+var (
+	envelopeFields = []string{"request", "settings", "auth", "credential_id", "page", "include_raw_data"}
+	pageFields     = []string{"token", "size"}
+)
 
 // simplePage decodes {"token": "...", "size": n} (either member optional,
 // null allowed) from valid JSON; ok is false for any other shape.
 func simplePage(data []byte) (p *wire.Page, ok bool) {
-	if data[0] != '{' {
+	p = &wire.Page{}
+	ok = eachMember(data, pageFields, func(field int, val []byte) bool {
+		if isNull(val) {
+			return true
+		}
+		if pageFields[field] == "token" {
+			s, _, ok := simpleString(val, 0)
+			p.Token = string(s)
+			return ok
+		}
+		n, ok := simpleInt(val)
+		p.Size = n
+		return ok
+	})
+	if !ok {
 		return nil, false
 	}
-	p = &wire.Page{}
+	return p, true
+}
+
+// eachMember calls fn with the index in fields of each member of the JSON
+// object data (valid JSON) and the member's raw value (its capacity ends
+// with it, as a json.RawMessage copy would). It reports false, at once,
+// when data is not an object, a key is not one of fields spelled exactly
+// (or has escapes), a key repeats, or fn returns false. At most 8 fields.
+func eachMember(data []byte, fields []string, fn func(field int, val []byte) bool) bool {
+	if data[0] != '{' {
+		return false
+	}
 	var seen uint8
 	i := skipSpace(data, 1)
 	if data[i] == '}' {
-		return p, true
+		return true
 	}
 	for {
 		key, next, ok := simpleString(data, i)
 		if !ok {
-			return nil, false
+			return false
 		}
+		field := slices.Index(fields, string(key))
+		if field < 0 || seen&(1<<field) != 0 {
+			return false
+		}
+		seen |= 1 << field
 		i = skipSpace(data, next)
 		i = skipSpace(data, i+1) // ':'
 		end := valueEnd(data, i)
-		val := data[i:end]
-		var bit uint8
-		switch string(key) {
-		case "token":
-			bit = 1 << 0
-			if !isNull(val) {
-				s, _, ok := simpleString(val, 0)
-				if !ok {
-					return nil, false
-				}
-				p.Token = string(s)
-			}
-		case "size":
-			bit = 1 << 1
-			if !isNull(val) {
-				n, ok := simpleInt(val)
-				if !ok {
-					return nil, false
-				}
-				p.Size = n
-			}
-		default:
-			return nil, false
+		if !fn(field, data[i:end:end]) {
+			return false
 		}
-		if seen&bit != 0 {
-			return nil, false
-		}
-		seen |= bit
 		i = skipSpace(data, end)
 		if data[i] == '}' {
-			return p, true
+			return true
 		}
 		i = skipSpace(data, i+1) // ','
 	}
