@@ -16,7 +16,8 @@ import (
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // invoke serves POST /v1/connectors/{app_id}/{capability}.
-func (s *Server) invoke(w http.ResponseWriter, r *http.Request, appID, capability string) {
+func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
+	appID, capability := r.PathValue("app_id"), r.PathValue("capability")
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		s.writeHostError(w, sdk.UnsupportedOperation, "httpapi.invoke", r.Method+" is not allowed: call capabilities with POST")

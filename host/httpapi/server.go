@@ -36,9 +36,6 @@ type Server struct {
 	mux        *http.ServeMux
 	public     []string // path prefixes exempt from the API token
 	extraPaths []openAPIPath
-	// muxOnly is set once a mounted route could take a path that
-	// invokePath recognises from the invoke route (see Handle).
-	muxOnly atomic.Bool
 
 	idPrefix string
 	idSeq    atomic.Uint64
@@ -59,9 +56,7 @@ func New(opts Options) *Server {
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.HandleFunc("GET /v1/connectors", s.listConnectors)
 	s.mux.HandleFunc("GET /v1/connectors/{app_id}", s.connectorInfo)
-	s.mux.HandleFunc(invokePattern, func(w http.ResponseWriter, r *http.Request) {
-		s.invoke(w, r, r.PathValue("app_id"), r.PathValue("capability"))
-	})
+	s.mux.HandleFunc("/v1/connectors/{app_id}/{capability}", s.invoke)
 	s.mux.HandleFunc("GET /openapi.json", s.openAPI)
 	if opts.Metrics != nil {
 		s.mux.Handle("GET /metrics", opts.Metrics.Handler())
@@ -75,9 +70,6 @@ func New(opts Options) *Server {
 // is true.
 func (s *Server) Handle(pattern string, h http.Handler, public bool) {
 	s.mux.Handle(pattern, h)
-	if mayCompeteWithInvoke(pattern) {
-		s.muxOnly.Store(true) // leave every choice to the mux
-	}
 	if public {
 		path := pattern
 		if i := strings.IndexByte(path, ' '); i >= 0 {
@@ -99,67 +91,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if !s.muxOnly.Load() {
-		if appID, capability, ok := invokePath(r); ok {
-			s.invoke(w, r, appID, capability)
-			return
-		}
-	}
 	s.mux.ServeHTTP(w, r)
-}
-
-const (
-	invokePattern = "/v1/connectors/{app_id}/{capability}"
-	invokePrefix  = "/v1/connectors/"
-)
-
-// invokePath recognises, without the mux, a capability call's path in its
-// plainest form, for which the mux would choose the invoke route with
-// these values: /v1/connectors/<app_id>/<capability>, both segments
-// non-empty and neither "." nor "..", of letters, digits and "-._~" only
-// (so the path needs no escaping or cleaning, and the segments are the
-// values as the mux unescapes them). Anything else goes to the mux.
-func invokePath(r *http.Request) (appID, capability string, ok bool) {
-	path := r.URL.Path
-	if r.Method == http.MethodConnect || r.URL.RawPath != "" || !strings.HasPrefix(path, invokePrefix) {
-		return "", "", false
-	}
-	rest := path[len(invokePrefix):]
-	slash := -1
-	for i := 0; i < len(rest); i++ {
-		switch c := rest[i]; {
-		case c == '/':
-			if slash >= 0 {
-				return "", "", false
-			}
-			slash = i
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_', c == '.', c == '~':
-		default:
-			return "", "", false
-		}
-	}
-	if slash < 0 {
-		return "", "", false
-	}
-	appID, capability = rest[:slash], rest[slash+1:]
-	if !plainSegment(appID) || !plainSegment(capability) {
-		return "", "", false
-	}
-	return appID, capability, true
-}
-
-func plainSegment(s string) bool { return s != "" && s != "." && s != ".." }
-
-// mayCompeteWithInvoke reports whether a mux pattern might take some path
-// that invokePath recognises: a pattern with a host, or whose path is
-// under /v1/connectors/ or has a wildcard in its first two segments.
-func mayCompeteWithInvoke(pattern string) bool {
-	path := pattern
-	if i := strings.IndexAny(path, " \t"); i >= 0 { // "METHOD path"
-		path = strings.TrimLeft(path[i+1:], " \t")
-	}
-	return !strings.HasPrefix(path, "/") || strings.HasPrefix(path, "/{") ||
-		strings.HasPrefix(path, "/v1/{") || strings.HasPrefix(path, invokePrefix)
 }
 
 // needsToken reports whether path is behind the API token: the /v1 API and
