@@ -233,8 +233,8 @@ func (r *Router) begin(ctx context.Context, req *Request, stream bool, c *call) 
 		return callFailure(req.AppID, req.Capability, ctx, waitCtx, err)
 	}
 	c.rt, c.inst, c.ctx, c.stop = rt, inst, callCtx, cancel
-	if streaming, ok := capabilityStreaming(inst.Description, req.Capability); ok {
-		c.streaming = streaming
+	if capa, ok := inst.Description.Capability(req.Capability); ok {
+		c.streaming = capa.Streaming
 	} else if r.builtins != nil && hasCapability(r.builtins.Capabilities(inst.Description), req.Capability) {
 		c.builtin = true
 	} else {
@@ -272,27 +272,12 @@ func (r *Router) begin(ctx context.Context, req *Request, stream bool, c *call) 
 	}
 	select {
 	case rt.sem <- struct{}{}:
-	default: // all slots taken: wait for one within the deadline
-		select {
-		case rt.sem <- struct{}{}:
-		case <-waitCtx.Done():
-			cancel()
-			return callFailure(req.AppID, req.Capability, ctx, waitCtx, waitCtx.Err())
-		}
+	case <-waitCtx.Done():
+		cancel()
+		return callFailure(req.AppID, req.Capability, ctx, waitCtx, waitCtx.Err())
 	}
 	c.release = r.maskAuth(c.wc.Auth)
 	return nil
-}
-
-// capabilityStreaming looks the capability up in the plugin's own
-// description: whether it streams, and whether it is there at all.
-func capabilityStreaming(d *wire.Description, name string) (streaming, ok bool) {
-	for i := range d.Capabilities {
-		if d.Capabilities[i].Name == name {
-			return d.Capabilities[i].Streaming, true
-		}
-	}
-	return false, false
 }
 
 // maskAuth registers the credential values of auth for masking.
@@ -397,8 +382,8 @@ func (r *Router) IsStreaming(ctx context.Context, appID, capability string) bool
 			return false
 		}
 	}
-	streaming, _ := capabilityStreaming(d, capability)
-	return streaming
+	c, ok := d.Capability(capability)
+	return ok && c.Streaming
 }
 
 // InvokeStream runs a streaming capability, handing chunks to emit. It
@@ -492,7 +477,7 @@ func (r *Router) capLabel(req *Request) string {
 		return "unknown"
 	}
 	if d := rt.sup.Description(); d != nil {
-		if _, ok := capabilityStreaming(d, req.Capability); ok {
+		if _, ok := d.Capability(req.Capability); ok {
 			return req.Capability
 		}
 		if r.builtins != nil && hasCapability(r.builtins.Capabilities(d), req.Capability) {

@@ -47,9 +47,9 @@ type Description struct {
 
 // Capability returns the named capability, if the plugin has it.
 func (d *Description) Capability(name string) (Capability, bool) {
-	for _, c := range d.Capabilities {
-		if c.Name == name {
-			return c, true
+	for i := range d.Capabilities { // by index: no copy of every entry
+		if d.Capabilities[i].Name == name {
+			return d.Capabilities[i], true
 		}
 	}
 	return Capability{}, false
