@@ -17,6 +17,7 @@ import (
 
 	"github.com/connector-host/connector-host/sdk"
 	stoaemu "github.com/connector-host/connector-host/testkit/emulators/stoa"
+	"github.com/connector-host/connector-host/testkit/harness"
 )
 
 // rowsOf returns the row count of each object key.
@@ -112,16 +113,7 @@ func TestFetchBadInput(t *testing.T) {
 
 // clientLog keeps what a client logged (JSON lines) for the request
 // counts of TestFetchFaults.
-type clientLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *clientLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
+type clientLog struct{ harness.Logs }
 
 func (l *clientLog) logger() hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Output: l, JSONFormat: true, Level: hclog.Info})
@@ -129,10 +121,8 @@ func (l *clientLog) logger() hclog.Logger {
 
 func (l *clientLog) lines(t *testing.T) []map[string]any {
 	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var out []map[string]any
-	for _, line := range bytes.Split(l.buf.Bytes(), []byte("\n")) {
+	for _, line := range bytes.Split([]byte(l.String()), []byte("\n")) {
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
