@@ -3,6 +3,7 @@ package sdk
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/connector-host/connector-host/internal/envelope"
+	"github.com/connector-host/connector-host/internal/plugintls"
 	"github.com/connector-host/connector-host/internal/wire"
 )
 
@@ -72,6 +74,13 @@ func servePlugin(integ *Integration) int {
 		os.Exit(0)
 	}()
 	go exitWithParent(integ)
+	// The certificates the host made for this launch (ADR 0007); without
+	// them (another go-plugin host) go-plugin's own AutoMTLS runs.
+	tlsConfig, err := plugintls.ServerConfig()
+	if err != nil {
+		logger.Error("cannot set up TLS with the host", "error", err)
+		return 1
+	}
 	// Schema generation and compilation at start-up leave garbage behind;
 	// hand it back to the OS before serving.
 	debug.FreeOSMemory()
@@ -83,7 +92,8 @@ func servePlugin(integ *Integration) int {
 			// Fixed flow-control windows, as the host dials with.
 			return grpc.NewServer(append(opts, wire.ServerWindows()...)...)
 		},
-		Logger: logger,
+		TLSProvider: func() (*tls.Config, error) { return tlsConfig, nil },
+		Logger:      logger,
 	})
 	runShutdown(integ)
 	return 0

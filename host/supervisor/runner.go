@@ -42,7 +42,12 @@ func newProcessRunner(cmd *exec.Cmd) (*processRunner, error) {
 }
 
 func (r *processRunner) Start(context.Context) error {
-	if err := r.cmd.Start(); err != nil {
+	err := r.cmd.Start()
+	// The child has its copies of the extra descriptors (or never will).
+	for _, f := range r.cmd.ExtraFiles {
+		_ = f.Close()
+	}
+	if err != nil {
 		r.markExited(err)
 		return err
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/go-plugin/runner"
 	"google.golang.org/grpc"
 
+	"github.com/connector-host/connector-host/internal/plugintls"
 	"github.com/connector-host/connector-host/internal/wire"
 )
 
@@ -465,6 +466,10 @@ func (s *Supervisor) launch() (*Instance, error) {
 			return nil, fmt.Errorf("plugin %s: SHA-256 does not match the pinned checksum; refusing to run it", bin.Path)
 		}
 	}
+	keys, err := plugintls.New()
+	if err != nil {
+		return nil, fmt.Errorf("generating the plugin's TLS certificates: %w", err)
+	}
 	var proc *processRunner
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  wire.Handshake,
@@ -474,13 +479,25 @@ func (s *Supervisor) launch() (*Instance, error) {
 			cmd.Args = []string{bin.Path}
 			cmd.Env = append(cmd.Env, s.opts.Env...)
 			cmd.Stdin = nil
+			// mTLS with certificates the host made (ADR 0007): its own as
+			// go-plugin's AutoMTLS sends it, the plugin's on descriptor 3.
+			pipe, err := keys.Pipe()
+			if err != nil {
+				return nil, err
+			}
+			cmd.ExtraFiles = []*os.File{pipe}
+			cmd.Env = append(cmd.Env, plugintls.EnvClientCert+"="+string(keys.HostCertPEM), plugintls.EnvFD+"=3")
 			p, err := newProcessRunner(cmd)
+			if err != nil {
+				_ = pipe.Close()
+				return nil, err
+			}
 			proc = p
-			return p, err
+			return p, nil
 		},
 		SkipHostEnv:      true,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		AutoMTLS:         true,
+		TLSConfig:        keys.ClientConfig(),
 		Logger:           s.opts.Logger,
 		StartTimeout:     s.opts.StartTimeout,
 		// Fixed flow-control windows (no BDP growth up to 16 MB): a stream

@@ -2,6 +2,8 @@ package supervisor_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/sha256"
 	"errors"
 	"os"
@@ -11,7 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+
 	"github.com/connector-host/connector-host/host/supervisor"
+	pb "github.com/connector-host/connector-host/proto/gen/connector/v1"
 	"github.com/connector-host/connector-host/testkit/harness"
 )
 
@@ -169,5 +176,48 @@ func TestRestartAfterKill(t *testing.T) {
 	}
 	if _, n, _ := s.Status(); n != 1 {
 		t.Fatalf("restarts = %d", n)
+	}
+}
+
+// The host's mTLS (ADR 0007): an sdk plugin serves with the P-256
+// certificate the host made for it; a plugin on plain go-plugin (the
+// minimal one, no sdk) answers go-plugin's AutoMTLS with a P-521
+// certificate of its own, which the host then trusts. Both complete a call
+// over TLS with a client certificate.
+func TestMutualTLSBothWays(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, appID, path string
+		curve             elliptic.Curve
+	}{
+		{"sdk plugin, host-made P-256", "reference", harness.Reference(t), elliptic.P256()},
+		{"plain go-plugin AutoMTLS", "minimal", harness.Build(t, "./testkit/cmd/minimalplugin", "connector-minimal"), elliptic.P521()},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			s, err := startSup(t, supervisor.Options{Binary: supervisor.Binary{AppID: c.appID, Path: c.path}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			inst, err := s.Acquire(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var p peer.Peer
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if _, err := pb.NewConnectorClient(inst.Conn.Conn()).Describe(ctx, &pb.DescribeRequest{}, grpc.Peer(&p)); err != nil {
+				t.Fatal(err)
+			}
+			info, ok := p.AuthInfo.(credentials.TLSInfo)
+			if !ok {
+				t.Fatalf("the connection is not TLS: %T", p.AuthInfo)
+			}
+			key, ok := info.State.PeerCertificates[0].PublicKey.(*ecdsa.PublicKey)
+			if !ok || key.Curve != c.curve {
+				t.Fatalf("plugin certificate key %T, want ECDSA on %s", info.State.PeerCertificates[0].PublicKey, c.curve.Params().Name)
+			}
+		})
 	}
 }

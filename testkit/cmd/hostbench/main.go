@@ -86,12 +86,33 @@ type result struct {
 	rps16, rps64  float64
 	errors        int64
 	serialSamples int
+	// cpu64 is the CPU time per call during the 64-caller run, of the
+	// server process (host, bare or proxy; none for a and b), the plugin
+	// process and this process (the callers, and for a and b the gRPC
+	// client).
+	cpu64 [3]time.Duration
+}
+
+// procs names the processes whose CPU a path's 64-caller run is charged
+// to: server (0 when in-process) and plugin.
+type procs struct{ server, plugin int }
+
+func (p procs) cpu() [3]time.Duration {
+	var c [3]time.Duration
+	if p.server != 0 {
+		c[0] = benchkit.CPU(p.server)
+	}
+	if p.plugin != 0 {
+		c[1] = benchkit.CPU(p.plugin)
+	}
+	c[2] = benchkit.SelfCPU()
+	return c
 }
 
 // caller makes one call; it returns an error on failure.
 type caller func(ctx context.Context) error
 
-func measure(name string, call caller, o options) (result, error) {
+func measure(name string, call caller, pp procs, o options) (result, error) {
 	ctx := context.Background()
 	for i := 0; i < 500; i++ { // warm up
 		if err := call(ctx); err != nil {
@@ -109,14 +130,24 @@ func measure(name string, call caller, o options) (result, error) {
 	sort.Slice(lat, func(a, b int) bool { return lat[a] < lat[b] })
 	r := result{name: name, p50: lat[len(lat)/2], p99: lat[len(lat)*99/100], serialSamples: len(lat)}
 	var errs int64
-	r.rps16, errs = throughput(call, 16, o.duration)
+	r.rps16, _, errs = throughput(call, 16, o.duration)
 	r.errors += errs
-	r.rps64, errs = throughput(call, 64, o.duration)
+	before := pp.cpu()
+	var n int64
+	r.rps64, n, errs = throughput(call, 64, o.duration)
+	after := pp.cpu()
+	if n > 0 {
+		for i := range after {
+			r.cpu64[i] = (after[i] - before[i]) / time.Duration(n)
+		}
+	}
 	r.errors += errs
 	return r, nil
 }
 
-func throughput(call caller, workers int, d time.Duration) (float64, int64) {
+// throughput runs workers callers for d: calls per second, calls made and
+// errors.
+func throughput(call caller, workers int, d time.Duration) (float64, int64, int64) {
 	var n, errs atomic.Int64
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
@@ -136,7 +167,7 @@ func throughput(call caller, workers int, d time.Duration) (float64, int64) {
 		}()
 	}
 	wg.Wait()
-	return float64(n.Load()) / time.Since(start).Seconds(), errs.Load()
+	return float64(n.Load()) / time.Since(start).Seconds(), n.Load(), errs.Load()
 }
 
 func run(o options) (string, error) {
@@ -241,22 +272,31 @@ func run(o options) (string, error) {
 		}
 	}
 
+	servedPID, err := serve.PluginPID("reference")
+	if err != nil {
+		return "", err
+	}
+	proxiedPID := 0
+	if kids := benchkit.Children(proxyProc.Process.Pid); len(kids) > 0 {
+		proxiedPID = kids[0]
+	}
 	paths := []struct {
 		name string
 		call caller
+		pp   procs
 	}{
-		{"(a) raw go-plugin gRPC", rawCall},
-		{"(b) router in-process", routerCall},
-		{"(c) HTTP → connector-host serve", post(hostURL + "/v1/connectors/reference/noop")},
-		{"(d) bare net/http no-op", post(bareURL + "/noop")},
-		{"(e) minimal net/http → gRPC proxy", post(proxyURL + "/noop")},
+		{"(a) raw go-plugin gRPC", rawCall, procs{plugin: inst.PID()}},
+		{"(b) router in-process", routerCall, procs{plugin: inst.PID()}},
+		{"(c) HTTP → connector-host serve", post(hostURL + "/v1/connectors/reference/noop"), procs{serve.PID(), servedPID}},
+		{"(d) bare net/http no-op", post(bareURL + "/noop"), procs{server: bareProc.Process.Pid}},
+		{"(e) minimal net/http → gRPC proxy", post(proxyURL + "/noop"), procs{proxyProc.Process.Pid, proxiedPID}},
 	}
 	// Every round measures every path, so a round's ratios compare
 	// measurements taken under about the same load from other work.
 	rounds := make([][]result, max(o.rounds, 1))
 	for k := range rounds {
 		for _, m := range paths {
-			r, err := measure(m.name, m.call, o)
+			r, err := measure(m.name, m.call, m.pp, o)
 			if err != nil {
 				return "", err
 			}
@@ -267,10 +307,7 @@ func run(o options) (string, error) {
 	// Memory after load.
 	refRSS := benchkit.RSS(inst.PID())
 	hostRSS := benchkit.RSS(serve.PID())
-	var servedPlugin int64
-	if pid, err := serve.PluginPID("reference"); err == nil {
-		servedPlugin = benchkit.RSS(pid)
-	}
+	servedPlugin := benchkit.RSS(servedPID)
 	minBin, err := supervisor.FromPath(o.minimal)
 	if err != nil {
 		return "", err
@@ -290,7 +327,7 @@ func run(o options) (string, error) {
 		return err
 	}
 	for i := 0; i < 2; i++ {
-		if _, err := measure("minimal", minCall, o); err != nil {
+		if _, err := measure("minimal", minCall, procs{plugin: minInst.PID()}, o); err != nil {
 			return "", err
 		}
 	}
@@ -308,6 +345,12 @@ func format(o options, rounds [][]result, colds []time.Duration, refRSS, servedR
 	fmt.Fprintf(&s, "Median over the rounds:\n\n| path | p50 | p99 | calls/s @16 | calls/s @64 | errors |\n|---|---|---|---|---|---|\n")
 	for _, r := range rs {
 		fmt.Fprintf(&s, "| %s | %s | %s | %.0f | %.0f | %d |\n", r.name, us(r.p50), us(r.p99), r.rps16, r.rps64, r.errors)
+	}
+	fmt.Fprintf(&s, "\nCPU per call in the 64-caller runs (median over the rounds; /proc and getrusage, 10 ms ticks for other processes):\n\n")
+	fmt.Fprintf(&s, "| path | server process | plugin | bench process (callers) | total |\n|---|---|---|---|---|\n")
+	for _, r := range rs {
+		fmt.Fprintf(&s, "| %s | %s | %s | %s | %s |\n", r.name, us1(r.cpu64[0]), us1(r.cpu64[1]), us1(r.cpu64[2]),
+			us1(r.cpu64[0]+r.cpu64[1]+r.cpu64[2]))
 	}
 	// A ratio is computed within each round (same load), then its median
 	// over the rounds is judged; every round's value is listed.
@@ -380,10 +423,14 @@ func medianResults(rounds [][]result) []result {
 	for p := range out {
 		var p50, p99 []time.Duration
 		var r16, r64 []float64
+		var cpus [3][]time.Duration
 		out[p].name = rounds[0][p].name
 		for _, r := range rounds {
 			p50, p99 = append(p50, r[p].p50), append(p99, r[p].p99)
 			r16, r64 = append(r16, r[p].rps16), append(r64, r[p].rps64)
+			for i := range cpus {
+				cpus[i] = append(cpus[i], r[p].cpu64[i])
+			}
 			out[p].errors += r[p].errors
 			out[p].serialSamples += r[p].serialSamples
 		}
@@ -393,6 +440,10 @@ func medianResults(rounds [][]result) []result {
 		slices.Sort(r64)
 		out[p].p50, out[p].p99 = p50[len(p50)/2], p99[len(p99)/2]
 		out[p].rps16, out[p].rps64 = r16[len(r16)/2], r64[len(r64)/2]
+		for i := range cpus {
+			slices.Sort(cpus[i])
+			out[p].cpu64[i] = cpus[i][len(cpus[i])/2]
+		}
 	}
 	return out
 }
@@ -506,3 +557,4 @@ func serveProxy(addr, reference string) {
 		fail(err)
 	}
 }
+func us1(d time.Duration) string { return fmt.Sprintf("%.1f µs", float64(d)/1e3) }
