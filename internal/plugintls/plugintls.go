@@ -54,7 +54,7 @@ type Pair struct {
 	// HostCertPEM is the host's certificate for PLUGIN_CLIENT_CERT.
 	HostCertPEM []byte
 	// PluginPEM is the plugin's certificate and key, for the pipe.
-	PluginPEM []byte
+	PluginPEM  []byte
 	pluginCert *x509.Certificate
 }
 
