@@ -3,8 +3,18 @@ package main
 import (
 	"fmt"
 	"net"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/connector-host/connector-host/internal/gctune"
+)
+
+// The host's GC: up to gcHeadroom bytes of heap growth between collections
+// over the live heap, at most GOGC=gcMaxPercent, never less than GOGC=100.
+const (
+	gcHeadroom   = 32 << 20
+	gcMaxPercent = 400
 )
 
 func newServeCmd() *cobra.Command {
@@ -25,6 +35,10 @@ func newServeCmd() *cobra.Command {
 			}
 			ctx, stop := signalContext()
 			defer stop()
+			// The request path keeps little alive but allocates per call:
+			// collect less often while the live heap is small (unless
+			// GOGC is set).
+			go gctune.Headroom(ctx, gcHeadroom, gcMaxPercent, time.Second)
 			ln, err := net.Listen("tcp", cfg.Listen)
 			if err != nil {
 				return fmt.Errorf("listen on %s: %w", cfg.Listen, err)

@@ -66,6 +66,8 @@ func main() {
 	flag.IntVar(&o.coldRuns, "cold", 15, "cold starts to time")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds; each measures every path, ratios are judged by their median over the rounds")
 	flag.StringVar(&o.out, "out", "", "also write the report (markdown) to this file")
+	o.hostEnv = benchkit.EnvFlag{}
+	flag.Var(o.hostEnv, "host-env", "K=V for the `serve` process only (repeatable), e.g. -host-env GOGC=400")
 	flag.Parse()
 	report, err := run(o)
 	benchkit.Finish("hostbench", report, o.out, err)
@@ -77,6 +79,7 @@ type options struct {
 	duration                 time.Duration
 	coldRuns, rounds         int
 	out                      string
+	hostEnv                  benchkit.EnvFlag
 }
 
 // result is one way of calling noop.
@@ -233,7 +236,11 @@ func run(o options) (string, error) {
 	}
 
 	// (c) connector-host serve, and (d) a bare net/http server, each its own process.
-	serve, err := benchkit.StartServe(benchkit.ServeOptions{Host: o.host, Plugins: map[string]string{"reference": o.reference}})
+	var hostEnv []string
+	for k, v := range o.hostEnv {
+		hostEnv = append(hostEnv, k+"="+v)
+	}
+	serve, err := benchkit.StartServe(benchkit.ServeOptions{Host: o.host, Plugins: map[string]string{"reference": o.reference}, Env: hostEnv})
 	if err != nil {
 		return "", err
 	}
@@ -342,6 +349,9 @@ func format(o options, rounds [][]result, colds []time.Duration, refRSS, servedR
 	fmt.Fprintf(&s, "## Host: noop through every layer\n\n")
 	fmt.Fprintf(&s, "Machine: %s. %d serial calls per row, %v per concurrent run, %d rounds (every path in each).\n\n",
 		benchkit.Machine(), o.serial, o.duration, len(rounds))
+	if len(o.hostEnv) > 0 {
+		fmt.Fprintf(&s, "`serve` ran with %s.\n\n", o.hostEnv)
+	}
 	fmt.Fprintf(&s, "Median over the rounds:\n\n| path | p50 | p99 | calls/s @16 | calls/s @64 | errors |\n|---|---|---|---|---|---|\n")
 	for _, r := range rs {
 		fmt.Fprintf(&s, "| %s | %s | %s | %.0f | %.0f | %d |\n", r.name, us(r.p50), us(r.p99), r.rps16, r.rps64, r.errors)
