@@ -139,7 +139,7 @@ func (d *Device) prepareIndividual(name, path string, value any, ts *time.Time) 
 	if err != nil {
 		return nil, fieldValue, interfaces.PathError(name, path, "value: %v", err)
 	}
-	return &transport.Message{Interface: iface, Mapping: m, Path: path, Payload: data}, "", nil
+	return &transport.Message{Interface: iface, Mapping: m, Path: path, Payload: data, Value: v, Timestamp: ts}, "", nil
 }
 
 // prepareObject validates and encodes an object of an object-aggregated
@@ -184,7 +184,7 @@ func (d *Device) prepareObject(name, path string, values map[string]any, ts *tim
 	if err != nil {
 		return nil, fieldValues, interfaces.PathError(name, path, "value: %v", err)
 	}
-	return &transport.Message{Interface: iface, Mapping: m, Path: path, Object: true, Payload: data}, "", nil
+	return &transport.Message{Interface: iface, Mapping: m, Path: path, Object: true, Payload: data, Value: fields, Timestamp: ts}, "", nil
 }
 
 // Result is what happened to one message: its delivery, or why it failed.
@@ -396,7 +396,7 @@ func (d *Device) SetProperty(ctx context.Context, name, path string, value any) 
 		Ownership: string(interfaces.DeviceOwned), Value: data, Pending: true}); err != nil {
 		return "", err
 	}
-	return d.publishProperty(ctx, &transport.Message{Interface: iface, Mapping: m, Path: path, Payload: data})
+	return d.publishProperty(ctx, &transport.Message{Interface: iface, Mapping: m, Path: path, Payload: data, Value: v})
 }
 
 // UnsetProperty unsets a device-owned property (the mapping must have

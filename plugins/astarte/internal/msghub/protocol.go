@@ -7,6 +7,7 @@ import (
 	"sort"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -357,7 +358,35 @@ func sortedKeys[V any](m map[string]V) []string {
 // object) or astarte_unset, the timestamp at the top level; in 0.8 a
 // datastream individual or object with its timestamp inside, or a property
 // individual (without data for an unset).
+//
+// 0.7 builds the generated Go types directly (encode07); 0.8, a descriptor
+// set (ADR 0005), goes through protoreflect (encodeReflect), which also
+// works for 0.7 and is what encode07 is tested against.
 func (l *layout) encode(o *outgoing) (protoreflect.Message, error) {
+	if l.protocol == Protocol07 {
+		m, err := encode07(o)
+		if err != nil {
+			return nil, err
+		}
+		return m.ProtoReflect(), nil
+	}
+	return l.encodeReflect(o)
+}
+
+// encodeMessage is encode as the proto.Message to send.
+func (l *layout) encodeMessage(o *outgoing) (proto.Message, error) {
+	if l.protocol == Protocol07 {
+		return encode07(o)
+	}
+	m, err := l.encodeReflect(o)
+	if err != nil {
+		return nil, err
+	}
+	return m.Interface(), nil
+}
+
+// encodeReflect is encode through protoreflect, for either layout.
+func (l *layout) encodeReflect(o *outgoing) (protoreflect.Message, error) {
 	m := l.message.New()
 	m.Set(l.fInterface, protoreflect.ValueOfString(o.iface))
 	m.Set(l.fPath, protoreflect.ValueOfString(o.path))
@@ -516,36 +545,48 @@ func (l *layout) decode(m protoreflect.Message) (incoming, error) {
 	return in, err
 }
 
-// outgoingOf turns a transport message (BSON payload) into its Go form.
-func outgoingOf(msg *transport.Message) (*outgoing, error) {
-	o := &outgoing{iface: msg.Interface.Name, path: msg.Path, property: msg.Interface.IsProperties(), unset: msg.Unset}
+// outgoingOf turns a transport message into its Go form: its Value when
+// the device set it (a message just validated), else its BSON payload
+// decoded (a message from the durable queue, a property resynchronised).
+func outgoingOf(msg *transport.Message, o *outgoing) error {
+	*o = outgoing{iface: msg.Interface.Name, path: msg.Path, property: msg.Interface.IsProperties(), unset: msg.Unset}
 	if msg.Unset {
-		return o, nil
+		return nil
 	}
 	if msg.Object {
 		byKey, err := msg.Interface.LookupObject(msg.Path)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		fields, ts, err := payload.DecodeObject(byKey, msg.Payload)
-		if err != nil {
-			return nil, err
+		fields, ts := map[string]any(nil), msg.Timestamp
+		if v, ok := msg.Value.(map[string]any); ok {
+			fields = v
+		} else if fields, ts, err = payload.DecodeObject(byKey, msg.Payload); err != nil {
+			return err
 		}
 		o.object, o.timestamp = fields, ts
 		o.objTypes = make(map[string]interfaces.MappingType, len(fields))
 		for k := range fields {
-			o.objTypes[k] = byKey[k].Type
+			m, ok := byKey[k]
+			if !ok {
+				return fmt.Errorf("no mapping of the object has the key %q", k)
+			}
+			o.objTypes[k] = m.Type
 		}
-		return o, nil
+		return nil
+	}
+	if msg.Value != nil {
+		o.typ, o.value, o.timestamp = msg.Mapping.Type, msg.Value, msg.Timestamp
+		return nil
 	}
 	dec, err := payload.Decode(msg.Mapping.Type, msg.Payload)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if dec.Unset {
 		o.unset = true
-		return o, nil
+		return nil
 	}
 	o.typ, o.value, o.timestamp = msg.Mapping.Type, dec.Value, dec.Timestamp
-	return o, nil
+	return nil
 }

@@ -406,17 +406,19 @@ func (c *conn) resync(ctx context.Context, props []transport.Property) error {
 // Send sends messages in order, each confirmed by the hub before the next.
 func (c *conn) Send(ctx context.Context, msgs []*transport.Message) (int, error) {
 	octx := c.t.outgoing(ctx) // the node id, once for all the messages
+	var o outgoing
+	var empty emptypb.Empty
 	for k, m := range msgs {
 		select {
 		case <-c.done:
 			return k, fmt.Errorf("msghub: send: %w (%w)", transport.ErrDisconnected, c.Err())
 		default:
 		}
-		o, err := outgoingOf(m)
+		err := outgoingOf(m, &o)
 		if err == nil {
-			var pm protoreflect.Message
-			if pm, err = c.t.l.encode(o); err == nil {
-				if err = c.invokeOutgoing(octx, methodSend, pm.Interface(), &emptypb.Empty{}); err != nil {
+			var pm proto.Message
+			if pm, err = c.t.l.encodeMessage(&o); err == nil {
+				if err = c.invokeOutgoing(octx, methodSend, pm, &empty); err != nil {
 					if ctx.Err() != nil {
 						return k, ctx.Err()
 					}

@@ -89,9 +89,17 @@ type Message struct {
 	// Unset is set for a property unset (Payload is empty).
 	Unset bool
 	// Payload is the BSON data payload ({"v": value} plus "t"). A transport
-	// that needs Go values decodes it with payload.Decode or
-	// payload.DecodeObject.
+	// that needs Go values takes Value when set, else decodes Payload with
+	// payload.Decode or payload.DecodeObject.
 	Payload []byte
+	// Value, when not nil, is what Payload encodes, already in Go form: the
+	// canonical value (see package payload) of an individual message, or
+	// map[string]any of canonical values keyed by the last endpoint segment
+	// for an object; Timestamp is then its "t" (nil when absent). The
+	// device sets them on the messages it has just validated; a message
+	// read back from the durable queue has only Payload.
+	Value     any
+	Timestamp *time.Time
 }
 
 // QoS is the delivery level of the message: 2 for properties, else from the
