@@ -69,7 +69,9 @@ func (c *connector) prepare(call *wire.Call, streaming bool) (*prepared, *Error)
 		}
 		secretVals = append(secretVals, secretValues(settingsDoc, i.settings.secretPaths)...)
 	}
-	reqDoc, err := capa.reqSchema.validate("request", call.Request)
+	// The request document is needed only for its secrets: a large request
+	// (a batch) proven valid by the quick check is not decoded twice.
+	reqDoc, err := capa.reqSchema.validateLazy("request", call.Request)
 	if err != nil {
 		return nil, asError(err)
 	}
