@@ -1,6 +1,7 @@
 package payload
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -29,6 +30,9 @@ type Message struct {
 // Encode returns the BSON document {"v": v} plus "t" when ts is not nil. v
 // must be a canonical value (see Normalize).
 func Encode(v any, ts *time.Time) ([]byte, error) {
+	if b, ok := encodeScalar(v, ts); ok {
+		return b, nil
+	}
 	if err := checkCanonical(v); err != nil {
 		return nil, err
 	}
@@ -245,4 +249,70 @@ func scalarFromBSON(t interfaces.MappingType, rv bson.RawValue) (any, error) {
 		return nil, fmt.Errorf("unknown type %q", t)
 	}
 	return scalar(t, v)
+}
+
+// encodeScalar writes {"v": v} plus "t" for a scalar v as bson.Marshal
+// does (TestEncodeScalarMatchesDriver), without its reflection; ok is false
+// for the other values (arrays, a nil []byte, which the driver writes as
+// null), which go through the driver.
+func encodeScalar(v any, ts *time.Time) (b []byte, ok bool) {
+	n := 4 + 3 + 1 // length, type and key "v", final 0
+	if ts != nil {
+		n += 3 + 8
+	}
+	switch x := v.(type) {
+	case float64, int64, time.Time:
+		n += 8
+	case int32:
+		n += 4
+	case bool:
+		n++
+	case string:
+		n += 4 + len(x) + 1
+	case []byte:
+		if x == nil {
+			return nil, false
+		}
+		n += 4 + 1 + len(x)
+	default:
+		return nil, false
+	}
+	if n > math.MaxInt32 {
+		return nil, false
+	}
+	b = make([]byte, 4, n)
+	binary.LittleEndian.PutUint32(b, uint32(n)) //nolint:gosec // checked above
+	switch x := v.(type) {
+	case float64:
+		b = append(b, byte(bson.TypeDouble), 'v', 0)
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(x))
+	case int64:
+		b = append(b, byte(bson.TypeInt64), 'v', 0)
+		b = binary.LittleEndian.AppendUint64(b, uint64(x)) //nolint:gosec // two's complement, as BSON
+	case time.Time:
+		b = append(b, byte(bson.TypeDateTime), 'v', 0)
+		b = binary.LittleEndian.AppendUint64(b, uint64(bson.NewDateTimeFromTime(x))) //nolint:gosec // as above
+	case int32:
+		b = append(b, byte(bson.TypeInt32), 'v', 0)
+		b = binary.LittleEndian.AppendUint32(b, uint32(x)) //nolint:gosec // as above
+	case bool:
+		b = append(b, byte(bson.TypeBoolean), 'v', 0, 0)
+		if x {
+			b[len(b)-1] = 1
+		}
+	case string:
+		b = append(b, byte(bson.TypeString), 'v', 0)
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(x)+1)) //nolint:gosec // below MaxInt32
+		b = append(append(b, x...), 0)
+	case []byte:
+		b = append(b, byte(bson.TypeBinary), 'v', 0)
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(x))) //nolint:gosec // below MaxInt32
+		b = append(b, 0)                                        // subtype 0: generic
+		b = append(b, x...)
+	}
+	if ts != nil {
+		b = append(b, byte(bson.TypeDateTime), 't', 0)
+		b = binary.LittleEndian.AppendUint64(b, uint64(bson.NewDateTimeFromTime(*ts))) //nolint:gosec // as above
+	}
+	return append(b, 0), true
 }
