@@ -1,12 +1,15 @@
 package device
 
 import (
+	"context"
 	"encoding/json"
+	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
 
 	"github.com/connector-host/connector-host/plugins/astarte/internal/payload"
+	"github.com/connector-host/connector-host/plugins/astarte/internal/store"
 	"github.com/connector-host/connector-host/plugins/astarte/internal/transport"
 )
 
@@ -107,4 +110,32 @@ func normBlobs(v any) any {
 		return out
 	}
 	return v
+}
+
+// BenchmarkPrepareIndividual is the per-message validation and encoding of
+// a batch message (a JSON number on a parametric double mapping).
+func BenchmarkPrepareIndividual(b *testing.B) {
+	st, err := store.Open(filepath.Join(b.TempDir(), "astarte.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = st.Close() })
+	d, err := New(b.Context(), Config{DeviceID: "dev", Realm: "test", Store: st})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = d.Close(context.Background()) })
+	if err := d.AddInterface(b.Context(), parse(b, valueObject)); err != nil {
+		b.Fatal(err)
+	}
+	if err := d.AddInterface(b.Context(), parse(b, `{"interface_name":"com.example.Bench","version_major":1,"version_minor":0,"type":"datastream","ownership":"device",
+	  "mappings":[{"endpoint":"/%{sensor}/v","type":"double","reliability":"guaranteed","retention":"stored"}]}`)); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := d.prepareIndividual("com.example.Bench", "/s3/v", json.Number("12.5"), nil); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
