@@ -3,6 +3,7 @@ package connector
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"time"
 	"unicode/utf8"
 )
@@ -24,7 +25,12 @@ func (r *SendBatchRequest) UnmarshalJSON(b []byte) error {
 			return nil
 		}
 	}
-	return json.Unmarshal(b, (*sendBatchRequestJSON)(r))
+	err := json.Unmarshal(b, (*sendBatchRequestJSON)(r))
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && te.Struct == "sendBatchRequestJSON" {
+		te.Struct = "SendBatchRequest" // as without this method
+	}
+	return err
 }
 
 // batchCursor reads JSON that encoding/json has already checked (it

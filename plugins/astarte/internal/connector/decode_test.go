@@ -80,12 +80,17 @@ func TestBatchDecodeFast(t *testing.T) {
 		gotErr := json.Unmarshal([]byte(doc), &got)
 		var want sendBatchRequestJSON
 		wantErr := json.Unmarshal([]byte(doc), &want)
-		if fmt.Sprint(gotErr) != fmt.Sprint(wantErr) {
+		if fmt.Sprint(gotErr) != strings.ReplaceAll(fmt.Sprint(wantErr), "sendBatchRequestJSON.", "SendBatchRequest.") {
 			t.Errorf("%s: error %v, encoding/json %v", doc, gotErr, wantErr)
 		}
 		if !reflect.DeepEqual(got, SendBatchRequest(want)) {
 			t.Errorf("%s:\n got %#v\nwant %#v", doc, got, SendBatchRequest(want))
 		}
+	}
+	// A type error names the struct as it would without UnmarshalJSON.
+	var r SendBatchRequest
+	if err := json.Unmarshal([]byte(`{"device_id":1}`), &r); err == nil || !strings.Contains(err.Error(), "Go struct field SendBatchRequest.device_id of type string") {
+		t.Errorf("type error: %v", err)
 	}
 	// A request decoded into a non-empty value merges as encoding/json does.
 	got := SendBatchRequest{DeviceID: "old"}
@@ -112,4 +117,24 @@ func BenchmarkDecodeBatchJSON(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// FuzzBatchDecode: SendBatchRequest decodes every document as encoding/json
+// does (same value, same error).
+func FuzzBatchDecode(f *testing.F) {
+	f.Add(batchJSON(2))
+	f.Add([]byte(`{"device_id":"x","messages":[{"path":"/x","interface":"a","value":"s","timestamp":"2024-01-02T03:04:05Z"},{}]}`))
+	f.Add([]byte(`{"device_id":"x","messages":[{"interface":"a","value":null,"values":{"a":1}}]}`))
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		var got SendBatchRequest
+		gotErr := json.Unmarshal(doc, &got)
+		var want sendBatchRequestJSON
+		wantErr := json.Unmarshal(doc, &want)
+		if fmt.Sprint(gotErr) != strings.ReplaceAll(fmt.Sprint(wantErr), "sendBatchRequestJSON.", "SendBatchRequest.") {
+			t.Fatalf("%q: error %v, encoding/json %v", doc, gotErr, wantErr)
+		}
+		if !reflect.DeepEqual(got, SendBatchRequest(want)) {
+			t.Fatalf("%q:\n got %#v\nwant %#v", doc, got, SendBatchRequest(want))
+		}
+	})
 }
