@@ -143,10 +143,11 @@ func (d *Device) SendBatch(ctx context.Context, items []BatchItem) ([]Result, er
 
 	// Lanes: the messages of one interface+path, in batch order.
 	type lane struct{ idx []int }
+	type laneKey struct{ iface, path string }
 	var lanes []*lane
-	byKey := map[string]*lane{}
+	byKey := map[laneKey]*lane{}
 	for k, m := range msgs {
-		key := m.Interface.Name + "\x00" + m.Path
+		key := laneKey{m.Interface.Name, m.Path}
 		l := byKey[key]
 		if l == nil {
 			l = &lane{}

@@ -113,7 +113,8 @@ func (i *Interface) Lookup(path string) (*Mapping, error) {
 	if i.Aggregation == Object {
 		return nil, PathError(i.Name, path, "interface is object-aggregated: send the whole object on its base path")
 	}
-	parts, err := splitPath(i.Name, path)
+	var buf [MaxEndpointSegments]string
+	parts, err := splitPath(i.Name, path, buf[:0])
 	if err != nil {
 		return nil, err
 	}
@@ -132,7 +133,8 @@ func (i *Interface) LookupObject(path string) (map[string]*Mapping, error) {
 	if i.Aggregation != Object {
 		return nil, PathError(i.Name, path, "interface is not object-aggregated: send values one by one")
 	}
-	parts, err := splitPath(i.Name, path)
+	var buf [MaxEndpointSegments]string
+	parts, err := splitPath(i.Name, path, buf[:0])
 	if err != nil {
 		return nil, err
 	}
@@ -164,8 +166,8 @@ func (i *Interface) MappingFor(path string) (*Mapping, error) {
 	return m, nil
 }
 
-// splitPath checks a concrete data path and splits it into its segments.
-func splitPath(iface, path string) ([]string, error) {
+// splitPath checks a concrete data path and appends its segments to dst.
+func splitPath(iface, path string, dst []string) ([]string, error) {
 	if path == "" || path[0] != '/' {
 		return nil, PathError(iface, path, "path must start with \"/\"")
 	}
@@ -175,16 +177,21 @@ func splitPath(iface, path string) ([]string, error) {
 	if !validUTF8(path) {
 		return nil, PathError(iface, path, "path is not valid UTF-8")
 	}
-	parts := strings.Split(path[1:], "/")
-	if len(parts) > MaxEndpointSegments {
+	if strings.Count(path, "/") > MaxEndpointSegments {
 		return nil, PathError(iface, path, "path has more than %d levels", MaxEndpointSegments)
 	}
-	for _, p := range parts {
+	parts := dst
+	for rest := path[1:]; ; {
+		p, after, more := strings.Cut(rest, "/")
 		if p == "" {
 			return nil, PathError(iface, path, "path has an empty level (parameter values must be non-empty)")
 		}
+		parts = append(parts, p)
+		if !more {
+			return parts, nil
+		}
+		rest = after
 	}
-	return parts, nil
 }
 
 func matchSegments(segs []segment, parts []string) bool {
