@@ -121,3 +121,35 @@ func individual07(t interfaces.MappingType, v any) (*msghubv07.AstarteDataTypeIn
 	}
 	return u, nil
 }
+
+// scratch07 is the outer structs of an individual 0.7 message, reused by
+// one Send from message to message: the codec has marshalled a message
+// when its call returns, and keeps nothing of it.
+type scratch07 struct {
+	msg  msghubv07.AstarteMessage
+	data msghubv07.AstarteMessage_AstarteData
+	dt   msghubv07.AstarteDataType
+	ind  msghubv07.AstarteDataType_AstarteIndividual
+	ts   timestamppb.Timestamp
+}
+
+// encode is encode07 reusing s for an individual value (objects and unsets
+// go to encode07).
+func (s *scratch07) encode(o *outgoing) (*msghubv07.AstarteMessage, error) {
+	if o.unset || o.object != nil {
+		return encode07(o)
+	}
+	u, err := individual07(o.typ, o.value)
+	if err != nil {
+		return nil, err
+	}
+	s.ind.AstarteIndividual = u
+	s.dt.Data = &s.ind
+	s.data.AstarteData = &s.dt
+	s.msg.InterfaceName, s.msg.Path, s.msg.Payload, s.msg.Timestamp = o.iface, o.path, &s.data, nil
+	if o.timestamp != nil {
+		s.ts.Seconds, s.ts.Nanos = o.timestamp.Unix(), int32(o.timestamp.Nanosecond()) //nolint:gosec // below 1e9
+		s.msg.Timestamp = &s.ts
+	}
+	return &s.msg, nil
+}

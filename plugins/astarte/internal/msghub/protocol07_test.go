@@ -37,6 +37,7 @@ func TestEncode07(t *testing.T) {
 	cases = append(cases, obj, &objTS,
 		&outgoing{iface: "com.example.P", path: "/p", property: true, unset: true},
 		&outgoing{iface: "com.example.T", path: "/v", unset: true})
+	var scratch scratch07 // one for every case, in turn, as Send reuses it
 	for _, o := range cases {
 		want, err := l.encodeReflect(o)
 		if err != nil {
@@ -51,6 +52,13 @@ func TestEncode07(t *testing.T) {
 		}
 		if !proto.Equal(got, want.Interface()) {
 			t.Fatalf("%+v: not proto.Equal", o)
+		}
+		reused, err := scratch.encode(o)
+		if err != nil {
+			t.Fatalf("%+v: %v", o, err)
+		}
+		if !bytes.Equal(marshal(t, reused.ProtoReflect()), marshal(t, want)) {
+			t.Fatalf("%+v: scratch07 %x, protoreflect %x", o, marshal(t, reused.ProtoReflect()), marshal(t, want))
 		}
 	}
 	for _, o := range []*outgoing{
@@ -82,6 +90,19 @@ func BenchmarkEncode07(b *testing.B) {
 				b.Fatal(err)
 			}
 			if _, err := proto.Marshal(m.Interface()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("reused", func(b *testing.B) {
+		b.ReportAllocs()
+		var s scratch07
+		for b.Loop() {
+			m, err := s.encode(o)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := proto.Marshal(m); err != nil {
 				b.Fatal(err)
 			}
 		}

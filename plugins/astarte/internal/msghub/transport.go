@@ -408,6 +408,10 @@ func (c *conn) Send(ctx context.Context, msgs []*transport.Message) (int, error)
 	octx := c.t.outgoing(ctx) // the node id, once for all the messages
 	var o outgoing
 	var empty emptypb.Empty
+	var scratch *scratch07
+	if c.t.l.protocol == Protocol07 {
+		scratch = &scratch07{}
+	}
 	for k, m := range msgs {
 		select {
 		case <-c.done:
@@ -417,7 +421,12 @@ func (c *conn) Send(ctx context.Context, msgs []*transport.Message) (int, error)
 		err := outgoingOf(m, &o)
 		if err == nil {
 			var pm proto.Message
-			if pm, err = c.t.l.encodeMessage(&o); err == nil {
+			if scratch != nil {
+				pm, err = scratch.encode(&o)
+			} else {
+				pm, err = c.t.l.encodeMessage(&o)
+			}
+			if err == nil {
 				if err = c.invokeOutgoing(octx, methodSend, pm, &empty); err != nil {
 					if ctx.Err() != nil {
 						return k, ctx.Err()
