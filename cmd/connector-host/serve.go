@@ -13,7 +13,7 @@ import (
 // The host's GC: up to gcHeadroom bytes of heap growth between collections
 // over the live heap, at most GOGC=gcMaxPercent, never less than GOGC=100.
 const (
-	gcHeadroom   = 32 << 20
+	gcHeadroom   = 16 << 20
 	gcMaxPercent = 400
 )
 
