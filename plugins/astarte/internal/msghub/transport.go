@@ -323,6 +323,18 @@ func (c *conn) invokeOutgoing(ctx context.Context, method string, in, out proto.
 	return c.cc.Invoke(ctx, method, in, out)
 }
 
+// withoutDeadline returns a context with ctx's values and no deadline that
+// is cancelled when ctx is done (its deadline included): gRPC calls made
+// with it send no grpc-timeout. stop releases it.
+func withoutDeadline(ctx context.Context) (context.Context, func()) {
+	nctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	stopAfter := context.AfterFunc(ctx, func() { cancel(context.Cause(ctx)) })
+	return nctx, func() {
+		stopAfter()
+		cancel(context.Canceled)
+	}
+}
+
 // callError maps a failed call. UNAVAILABLE (and a call timing out) means
 // the hub is gone: the attachment is dropped and the error matches
 // transport.ErrDisconnected. UNAUTHENTICATED means the hub does not know
@@ -405,7 +417,19 @@ func (c *conn) resync(ctx context.Context, props []transport.Property) error {
 
 // Send sends messages in order, each confirmed by the hub before the next.
 func (c *conn) Send(ctx context.Context, msgs []*transport.Message) (int, error) {
-	octx := c.t.outgoing(ctx) // the node id, once for all the messages
+	// The node id, once for all the messages; and when ctx has a deadline,
+	// none on the wire: it still ends the sends (by cancelling them),
+	// without a grpc-timeout header and a timer on both ends per message.
+	octx := c.t.outgoing(ctx)
+	invoke := c.invokeOutgoing // CallTimeout for each message
+	if _, ok := ctx.Deadline(); ok {
+		var stop func()
+		octx, stop = withoutDeadline(octx)
+		defer stop()
+		invoke = func(ctx context.Context, method string, in, out proto.Message) error {
+			return c.cc.Invoke(ctx, method, in, out)
+		}
+	}
 	var o outgoing
 	var empty emptypb.Empty
 	var scratch *scratch07
@@ -427,7 +451,7 @@ func (c *conn) Send(ctx context.Context, msgs []*transport.Message) (int, error)
 				pm, err = c.t.l.encodeMessage(&o)
 			}
 			if err == nil {
-				if err = c.invokeOutgoing(octx, methodSend, pm, &empty); err != nil {
+				if err = invoke(octx, methodSend, pm, &empty); err != nil {
 					if ctx.Err() != nil {
 						return k, ctx.Err()
 					}

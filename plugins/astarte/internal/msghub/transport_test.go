@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/connector-host/connector-host/plugins/astarte/internal/interfaces"
 	"github.com/connector-host/connector-host/plugins/astarte/internal/payload"
@@ -562,5 +563,38 @@ func TestPoolSharesAndReleasesChannels(t *testing.T) {
 	}
 	if refs() != 0 || len(pool.conns) != 0 {
 		t.Fatalf("pool after the last close %v", pool.conns)
+	}
+}
+
+// Send's context: the caller's values (the node id), no deadline on the
+// wire, but cancelled when the caller's deadline passes; stop releases it.
+func TestWithoutDeadline(t *testing.T) {
+	t.Parallel()
+	parent, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), MetadataNodeID, "n1"), 50*time.Millisecond)
+	defer cancel()
+	ctx, stop := withoutDeadline(parent)
+	defer stop()
+	if _, ok := ctx.Deadline(); ok {
+		t.Fatal("the context has a deadline")
+	}
+	if md, _ := metadata.FromOutgoingContext(ctx); len(md.Get(MetadataNodeID)) != 1 {
+		t.Fatalf("node id lost: %v", md)
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("not cancelled when the caller's deadline passed")
+	}
+	if !errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
+		t.Fatalf("cause %v, want the caller's deadline", context.Cause(ctx))
+	}
+
+	// stop cancels it at once, the caller still running.
+	parent2, cancel2 := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel2()
+	ctx2, stop2 := withoutDeadline(parent2)
+	stop2()
+	if ctx2.Err() == nil || parent2.Err() != nil {
+		t.Fatalf("after stop: %v, caller %v", ctx2.Err(), parent2.Err())
 	}
 }

@@ -1,7 +1,6 @@
 package payload
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -9,6 +8,7 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 
 	"github.com/connector-host/connector-host/plugins/astarte/internal/interfaces"
 )
@@ -251,68 +251,48 @@ func scalarFromBSON(t interfaces.MappingType, rv bson.RawValue) (any, error) {
 	return scalar(t, v)
 }
 
-// encodeScalar writes {"v": v} plus "t" for a scalar v as bson.Marshal
-// does (TestEncodeScalarMatchesDriver), without its reflection; ok is false
-// for the other values (arrays, a nil []byte, which the driver writes as
-// null), which go through the driver.
+// encodeScalar writes {"v": v} plus "t" for a scalar v with the driver's
+// low-level bsoncore appenders, as bson.Marshal does
+// (TestEncodeScalarMatchesDriver) without its reflection; ok is false for
+// the other values (arrays, a nil []byte, which the driver writes as
+// null), which go through bson.Marshal.
 func encodeScalar(v any, ts *time.Time) (b []byte, ok bool) {
-	n := 4 + 3 + 1 // length, type and key "v", final 0
+	size := 4 + 3 + 1 + 8 // length, type and key "v", final 0, the largest fixed value
 	if ts != nil {
-		n += 3 + 8
+		size += 3 + 8
 	}
 	switch x := v.(type) {
-	case float64, int64, time.Time:
-		n += 8
-	case int32:
-		n += 4
-	case bool:
-		n++
 	case string:
-		n += 4 + len(x) + 1
+		size += 4 + len(x) + 1
 	case []byte:
 		if x == nil {
 			return nil, false
 		}
-		n += 4 + 1 + len(x)
+		size += 4 + 1 + len(x)
+	case float64, int64, time.Time, int32, bool:
 	default:
 		return nil, false
 	}
-	if n > math.MaxInt32 {
-		return nil, false
-	}
-	b = make([]byte, 4, n)
-	binary.LittleEndian.PutUint32(b, uint32(n)) //nolint:gosec // checked above
+	idx, b := bsoncore.AppendDocumentStart(make([]byte, 0, size))
 	switch x := v.(type) {
 	case float64:
-		b = append(b, byte(bson.TypeDouble), 'v', 0)
-		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(x))
+		b = bsoncore.AppendDoubleElement(b, "v", x)
 	case int64:
-		b = append(b, byte(bson.TypeInt64), 'v', 0)
-		b = binary.LittleEndian.AppendUint64(b, uint64(x)) //nolint:gosec // two's complement, as BSON
+		b = bsoncore.AppendInt64Element(b, "v", x)
 	case time.Time:
-		b = append(b, byte(bson.TypeDateTime), 'v', 0)
-		b = binary.LittleEndian.AppendUint64(b, uint64(bson.NewDateTimeFromTime(x))) //nolint:gosec // as above
+		b = bsoncore.AppendDateTimeElement(b, "v", int64(bson.NewDateTimeFromTime(x)))
 	case int32:
-		b = append(b, byte(bson.TypeInt32), 'v', 0)
-		b = binary.LittleEndian.AppendUint32(b, uint32(x)) //nolint:gosec // as above
+		b = bsoncore.AppendInt32Element(b, "v", x)
 	case bool:
-		b = append(b, byte(bson.TypeBoolean), 'v', 0, 0)
-		if x {
-			b[len(b)-1] = 1
-		}
+		b = bsoncore.AppendBooleanElement(b, "v", x)
 	case string:
-		b = append(b, byte(bson.TypeString), 'v', 0)
-		b = binary.LittleEndian.AppendUint32(b, uint32(len(x)+1)) //nolint:gosec // below MaxInt32
-		b = append(append(b, x...), 0)
+		b = bsoncore.AppendStringElement(b, "v", x)
 	case []byte:
-		b = append(b, byte(bson.TypeBinary), 'v', 0)
-		b = binary.LittleEndian.AppendUint32(b, uint32(len(x))) //nolint:gosec // below MaxInt32
-		b = append(b, 0)                                        // subtype 0: generic
-		b = append(b, x...)
+		b = bsoncore.AppendBinaryElement(b, "v", bson.TypeBinaryGeneric, x)
 	}
 	if ts != nil {
-		b = append(b, byte(bson.TypeDateTime), 't', 0)
-		b = binary.LittleEndian.AppendUint64(b, uint64(bson.NewDateTimeFromTime(*ts))) //nolint:gosec // as above
+		b = bsoncore.AppendDateTimeElement(b, "t", int64(bson.NewDateTimeFromTime(*ts)))
 	}
-	return append(b, 0), true
+	b, err := bsoncore.AppendDocumentEnd(b, idx)
+	return b, err == nil
 }
