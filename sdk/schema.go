@@ -566,8 +566,8 @@ func (c *quickCursor) value(q *quickNode) bool {
 	}
 	c.ws()
 	allowed := func(t uint8) bool { return q.types == 0 || q.types&t != 0 }
-	switch b := c.b[c.i]; {
-	case b == '"':
+	switch c.b[c.i] {
+	case '"':
 		s, esc := c.str()
 		if !allowed(quickString) {
 			return false
@@ -589,7 +589,7 @@ func (c *quickCursor) value(q *quickNode) bool {
 			return false
 		}
 		return q.format == nil || q.format.Validate(string(s)) == nil
-	case b == '{':
+	case '{':
 		if !allowed(quickObject) {
 			return false
 		}
@@ -637,7 +637,7 @@ func (c *quickCursor) value(q *quickNode) bool {
 			}
 		}
 		return q.required == 0 || found == 1<<q.required-1
-	case b == '[':
+	case '[':
 		if !allowed(quickArray) {
 			return false
 		}
@@ -662,10 +662,10 @@ func (c *quickCursor) value(q *quickNode) bool {
 			}
 		}
 		return (q.minItems < 0 || n >= q.minItems) && (q.maxItems < 0 || n <= q.maxItems)
-	case b == 't' || b == 'f':
+	case 't', 'f':
 		c.skip()
 		return allowed(quickBool)
-	case b == 'n':
+	case 'n':
 		c.skip()
 		return allowed(quickNull)
 	default:
@@ -673,7 +673,7 @@ func (c *quickCursor) value(q *quickNode) bool {
 		c.skip()
 		num := c.b[start:c.i]
 		integer := !bytes.ContainsAny(num, ".eE")
-		if !(integer && allowed(quickInteger) || q.types == 0 || q.types&quickNumber != 0) {
+		if (!integer || !allowed(quickInteger)) && q.types != 0 && q.types&quickNumber == 0 {
 			return false
 		}
 		if !q.hasMin && !q.hasMax {

@@ -2,6 +2,7 @@ package gctune
 
 import (
 	"context"
+	"math"
 	"os"
 	"runtime/debug"
 	"runtime/metrics"
@@ -38,7 +39,7 @@ func Headroom(ctx context.Context, headroom int64, maxPercent int, interval time
 		metrics.Read(sample)
 		var live int64
 		if sample[0].Value.Kind() == metrics.KindUint64 {
-			live = int64(sample[0].Value.Uint64())
+			live = int64(min(sample[0].Value.Uint64(), math.MaxInt64))
 		}
 		if p := HeadroomPercent(live, headroom, maxPercent); p != current {
 			debug.SetGCPercent(p)
