@@ -289,6 +289,14 @@ func TestCreateNeverDuplicated(t *testing.T) {
 			if se.Retryable != tc.retryable {
 				t.Errorf("retryable = %v", se.Retryable)
 			}
+			// A reset call is recorded when its handler returns, which may
+			// be after the client saw the reset; a second create would
+			// have been answered (so recorded) before Create returned.
+			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			if _, err := e.WaitCalls(wctx, 1); err != nil {
+				t.Fatal(err)
+			}
 			if n := len(e.Calls()); n != 1 {
 				t.Fatalf("create sent %d times", n)
 			}
