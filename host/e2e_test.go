@@ -247,6 +247,11 @@ func TestDeadlineAndCancellation(t *testing.T) {
 	if elapsed < 300*time.Millisecond || elapsed > 1500*time.Millisecond {
 		t.Fatalf("timed out after %v, want close to 300ms", elapsed)
 	}
+	// The handler knows its deadline (sent as data, ADR 0009).
+	quick := h.Post(t, "/v1/connectors/reference/sleep", `{"request":{"ms":1}}`)
+	if left, _ := quick.JSON(t)["response"].(map[string]any)["deadline_in_ms"].(float64); quick.Status != 200 || left <= 0 || left > 300 {
+		t.Fatalf("deadline seen by the plugin: %d %s", quick.Status, quick.Body)
+	}
 	// A call that reached the plugin saw its context end at the deadline.
 	// Under load the 300 ms can pass before the call gets there; the host
 	// then answers 504 without the plugin's handler ever starting.

@@ -88,6 +88,8 @@ type Router struct {
 	observer Observer
 	logger   hclog.Logger
 	secrets  *redact.Set
+	// deadlines ends unary calls at their deadline (ADR 0009).
+	deadlines watcher
 }
 
 type route struct {
@@ -97,6 +99,7 @@ type route struct {
 	streamTO time.Duration
 	sem      chan struct{}
 	defaults map[string]any
+	calls    expiry // in-flight unary calls, oldest first
 }
 
 // Option configures a Router.
@@ -140,7 +143,9 @@ func (r *Router) Add(appID string, sup *supervisor.Supervisor, o ConnectorOption
 	if o.MaxConcurrency <= 0 {
 		o.MaxConcurrency = DefaultMaxConcurrency
 	}
-	r.conns[appID] = &route{appID: appID, sup: sup, timeout: o.Timeout, streamTO: o.StreamTimeout, sem: make(chan struct{}, o.MaxConcurrency), defaults: o.Settings}
+	rt := &route{appID: appID, sup: sup, timeout: o.Timeout, streamTO: o.StreamTimeout, sem: make(chan struct{}, o.MaxConcurrency), defaults: o.Settings}
+	r.conns[appID] = rt
+	r.deadlines.register(&rt.calls)
 	r.order = append(r.order, appID)
 	sort.Strings(r.order)
 	return nil
@@ -212,9 +217,14 @@ func (r *Router) begin(ctx context.Context, req *Request, stream bool, c *call) 
 	}
 	var callCtx context.Context
 	var cancel context.CancelFunc
+	var deadline time.Time
 	switch {
 	case !stream:
-		callCtx, cancel = context.WithTimeout(ctx, rt.timeout)
+		// No runtime timer per call (ADR 0009): the router's watcher
+		// cancels the call, and the deadline travels as data.
+		var tc *timedCall
+		tc, cancel = r.deadlines.start(ctx, &rt.calls, rt.timeout)
+		callCtx, deadline = tc, tc.deadline
 	case rt.streamTO > 0:
 		callCtx, cancel = context.WithTimeout(ctx, rt.streamTO)
 	default:
@@ -257,6 +267,7 @@ func (r *Router) begin(ctx context.Context, req *Request, stream bool, c *call) 
 		Page:           env.Page,
 		IncludeRawData: env.IncludeRawData,
 		RequestID:      req.RequestID,
+		Deadline:       deadline,
 	}
 	if env.CredentialID != "" && !c.builtin {
 		if r.creds == nil {

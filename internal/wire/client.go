@@ -36,6 +36,9 @@ func (c *Client) Describe(ctx context.Context) (*Description, error) {
 
 // Invoke implements Connector.
 func (c *Client) Invoke(ctx context.Context, call *Call) (*Result, error) {
+	if !call.Deadline.IsZero() {
+		ctx = withDeadline(ctx, call.Deadline)
+	}
 	resp, err := c.raw.Invoke(ctx, callToProto(call))
 	if err != nil {
 		return nil, err

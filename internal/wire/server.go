@@ -49,7 +49,7 @@ func (s *server) Describe(ctx context.Context, req *pb.DescribeRequest) (*pb.Des
 }
 
 func (s *server) Invoke(ctx context.Context, req *pb.InvokeRequest) (*pb.InvokeResponse, error) {
-	res, err := s.impl.Invoke(ctx, callFromProto(req))
+	res, err := s.impl.Invoke(incomingDeadline(ctx), callFromProto(req))
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"time"
 )
 
 // Connector is the plugin contract: what every plugin serves and what the
@@ -132,6 +133,9 @@ type Call struct {
 	Page           *Page
 	IncludeRawData bool
 	RequestID      string
+	// Deadline, when set on a unary call, travels as MetadataDeadline
+	// (ADR 0009); the caller enforces it by cancelling the call.
+	Deadline time.Time
 }
 
 // Result is the outcome of a unary call: Err, or a response.

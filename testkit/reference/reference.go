@@ -51,6 +51,9 @@ type SleepRequest struct {
 // SleepResponse reports the time slept.
 type SleepResponse struct {
 	SleptMS int64 `json:"slept_ms"`
+	// DeadlineInMS is how long the call had left when the handler started
+	// (absent when its context has no deadline).
+	DeadlineInMS int64 `json:"deadline_in_ms,omitempty"`
 }
 
 // StreamRequest is how many items stream sends.
@@ -140,7 +143,11 @@ func sleep(ctx context.Context, req sdk.Request[SleepRequest]) (SleepResponse, e
 	defer t.Stop()
 	select {
 	case <-t.C:
-		return SleepResponse{SleptMS: time.Since(start).Milliseconds()}, nil
+		resp := SleepResponse{SleptMS: time.Since(start).Milliseconds()}
+		if dl, ok := ctx.Deadline(); ok {
+			resp.DeadlineInMS = max(dl.Sub(start).Milliseconds(), 1)
+		}
+		return resp, nil
 	case <-ctx.Done():
 		req.Logger().Info("sleep cancelled", "after_ms", time.Since(start).Milliseconds(), "reason", ctx.Err().Error())
 		return SleepResponse{}, ctx.Err()
