@@ -32,7 +32,6 @@ type timedCall struct {
 	context.Context
 	cancel     context.CancelCauseFunc
 	deadline   time.Time
-	list       *expiry
 	prev, next *timedCall
 	linked     bool
 }
@@ -63,7 +62,7 @@ func (w *watcher) register(l *expiry) {
 // function that ends it (idempotent).
 func (w *watcher) start(parent context.Context, l *expiry, timeout time.Duration) (*timedCall, context.CancelFunc) {
 	ctx, cancel := context.WithCancelCause(parent)
-	c := &timedCall{Context: ctx, cancel: cancel, deadline: time.Now().Add(timeout), list: l}
+	c := &timedCall{Context: ctx, cancel: cancel, deadline: time.Now().Add(timeout)}
 	l.mu.Lock()
 	c.prev = l.tail
 	if l.tail != nil {

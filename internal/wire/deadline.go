@@ -41,20 +41,15 @@ func incomingDeadline(ctx context.Context) context.Context {
 	if err != nil || ms <= 0 {
 		return ctx
 	}
-	return Deadlined(ctx, time.UnixMilli(ms))
+	return &deadlined{Context: ctx, deadline: time.UnixMilli(ms)}
 }
 
-// deadlined is a context that reports a deadline it does not enforce.
+// deadlined is ctx reporting deadline from Deadline, and
+// context.DeadlineExceeded from Err once ctx is done at or after it; ctx
+// itself must be cancelled when the deadline passes (no timer is armed).
 type deadlined struct {
 	context.Context
 	deadline time.Time
-}
-
-// Deadlined returns ctx reporting deadline d from Deadline, and
-// context.DeadlineExceeded from Err once ctx is done at or after d; ctx
-// itself must be cancelled when d passes (no timer is armed here).
-func Deadlined(ctx context.Context, d time.Time) context.Context {
-	return &deadlined{Context: ctx, deadline: d}
 }
 
 func (c *deadlined) Deadline() (time.Time, bool) { return c.deadline, true }

@@ -46,11 +46,11 @@ func TestIncomingDeadline(t *testing.T) {
 func TestDeadlinedErr(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
-	past := Deadlined(ctx, time.Now().Add(-time.Second))
+	past := &deadlined{Context: ctx, deadline: time.Now().Add(-time.Second)}
 	if past.Err() != nil {
 		t.Fatal("done before its context was cancelled")
 	}
-	future := Deadlined(ctx, time.Now().Add(time.Hour))
+	future := &deadlined{Context: ctx, deadline: time.Now().Add(time.Hour)}
 	cancel()
 	if !errors.Is(past.Err(), context.DeadlineExceeded) {
 		t.Fatalf("cancelled past the deadline: %v", past.Err())
